@@ -1,0 +1,67 @@
+"""qrecorder: Qlib's experiment management (``R``) on MLflow, fast and crash-safe.
+
+``from qrecorder import R`` is all a Qlib script needs. Importing qrecorder does not import
+MLflow; the first call that touches a store does.
+"""
+
+from __future__ import annotations
+
+from .api import QlibRecorder
+from .errors import (
+    AccessDeniedError,
+    ConfigurationError,
+    ExpAlreadyExistError,
+    ExperimentDeletedError,
+    ExperimentNotFoundError,
+    FileStoreNotAllowedError,
+    InvalidKeyError,
+    InvalidValueError,
+    LoadObjectError,
+    LoggingFailedError,
+    NoActiveRecorderError,
+    ParamConflictError,
+    QRecorderError,
+    RecorderNotFoundError,
+    RecorderStateError,
+    SaveObjectError,
+    StoreError,
+    StoreUnavailableError,
+    TerminatedBySignal,
+    UnsupportedURIError,
+)
+from .experiment import Experiment
+from .manager import ExpManager
+from .mlflow.manager import MLflowExpManager
+from .recorder import Recorder
+
+__version__ = "0.1.0"
+
+R = QlibRecorder(MLflowExpManager())
+
+__all__ = [
+    "R",
+    "QlibRecorder",
+    "ExpManager",
+    "Experiment",
+    "Recorder",
+    "MLflowExpManager",
+    "AccessDeniedError",
+    "ConfigurationError",
+    "ExpAlreadyExistError",
+    "ExperimentDeletedError",
+    "ExperimentNotFoundError",
+    "FileStoreNotAllowedError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "LoadObjectError",
+    "LoggingFailedError",
+    "NoActiveRecorderError",
+    "ParamConflictError",
+    "QRecorderError",
+    "RecorderNotFoundError",
+    "RecorderStateError",
+    "SaveObjectError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TerminatedBySignal",
+]

@@ -1,0 +1,135 @@
+"""The abstract Experiment: a named group of recorders, with Qlib's get-or-create rules."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from .errors import NoActiveRecorderError, RecorderNotFoundError
+from .recorder import Recorder
+
+logger = logging.getLogger("qrecorder")
+
+
+class Experiment:
+    """An experiment holds recorders; at most one of them is active per Experiment object."""
+
+    RT_D = "dict"
+    RT_L = "list"
+
+    def __init__(self, id: str, name: str) -> None:  # noqa: A002 - Qlib's argument name
+        self.id = id
+        self.name = name
+        self.active_recorder: Recorder | None = None
+        self._default_rec_name = "abstract_recorder"
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(id={self.id!r}, name={self.name!r})"
+
+    def __str__(self) -> str:
+        return str({"class": "Experiment", "id": self.id, "name": self.name})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Experiment) and other.id == self.id and type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        recorders = self.list_recorders()
+        return {
+            "class": "Experiment",
+            "id": self.id,
+            "name": self.name,
+            "active_recorder": self.active_recorder.id if self.active_recorder is not None else None,
+            "recorders": list(recorders.keys()),
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, recorder_id: str | None = None, recorder_name: str | None = None, resume: bool = False) -> Recorder:
+        """Start a recorder and make it active.
+
+        ``resume=True`` continues the recorder with ``recorder_id`` (or the latest one named
+        ``recorder_name``), creating it if there is none. A ``recorder_id`` given without
+        ``resume`` also continues that recorder (Qlib silently ignored it).
+        """
+        if recorder_name is None and recorder_id is None:
+            recorder_name = self._default_rec_name
+        if recorder_id is not None:
+            recorder = self._get_recorder(recorder_id=recorder_id)
+        elif resume:
+            recorder, _ = self._get_or_create_rec(recorder_name=recorder_name)
+        else:
+            recorder = self.create_recorder(recorder_name)
+        recorder.start_run()
+        self.active_recorder = recorder
+        return recorder
+
+    def end(self, recorder_status: str = Recorder.STATUS_FI) -> None:
+        """End the active recorder with ``recorder_status``; a no-op when none is active."""
+        recorder, self.active_recorder = self.active_recorder, None
+        if recorder is not None:
+            recorder.end_run(recorder_status)
+
+    # ------------------------------------------------------------------ recorders
+    def get_recorder(
+        self,
+        recorder_id: str | None = None,
+        recorder_name: str | None = None,
+        create: bool = True,
+        start: bool = False,
+    ) -> Recorder:
+        """Qlib's rules: no id/name → the active recorder (or a default one when ``create``);
+        otherwise that recorder, created when missing and ``create``. ``start`` makes a newly
+        created recorder active and running."""
+        if recorder_id is None and recorder_name is None:
+            if self.active_recorder is not None:
+                return self.active_recorder
+            if not create:
+                raise NoActiveRecorderError(
+                    f"No active recorder in experiment {self.name!r}: start one with R.start(...) "
+                    "or pass recorder_id / recorder_name."
+                )
+            recorder, is_new = self._get_or_create_rec(recorder_name=self._default_rec_name)
+        elif create:
+            recorder, is_new = self._get_or_create_rec(recorder_id=recorder_id, recorder_name=recorder_name)
+        else:
+            recorder, is_new = self._get_recorder(recorder_id=recorder_id, recorder_name=recorder_name), False
+        if start and self.active_recorder is None:
+            if is_new or recorder.status != Recorder.STATUS_R:
+                recorder.start_run()
+            self.active_recorder = recorder
+        return recorder
+
+    def _get_or_create_rec(self, recorder_id: str | None = None, recorder_name: str | None = None) -> tuple[Recorder, bool]:
+        if recorder_id is None and recorder_name is None:
+            recorder_name = self._default_rec_name
+        try:
+            return self._get_recorder(recorder_id=recorder_id, recorder_name=recorder_name), False
+        except RecorderNotFoundError:
+            if recorder_id is not None:
+                raise
+            logger.info("No recorder named %r in experiment %r; creating it.", recorder_name, self.name)
+            return self.create_recorder(recorder_name), True
+
+    def create_recorder(self, recorder_name: str | None = None) -> Recorder:
+        raise NotImplementedError
+
+    def _get_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> Recorder:
+        raise NotImplementedError
+
+    def list_recorders(
+        self,
+        rtype: Literal["dict", "list"] = RT_D,
+        max_results: int | None = None,
+        status: str | None = None,
+        filter_string: str = "",
+    ) -> dict[str, Recorder] | list[Recorder]:
+        raise NotImplementedError
+
+    def search_records(self, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def delete_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> None:
+        raise NotImplementedError

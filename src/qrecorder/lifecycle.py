@@ -1,0 +1,116 @@
+"""Runs never outlive their process while claiming RUNNING.
+
+- SIGTERM (while a run is active, in the main thread, when no other handler is installed)
+  raises TerminatedBySignal, so ``with R.start(...)`` ends the run KILLED and the process
+  still exits with 128+15.
+- At interpreter exit, runs still open are ended: KILLED after a signal or Ctrl-C, FAILED
+  after an uncaught exception, FINISHED otherwise (as MLflow's fluent API does); then every
+  background writer is flushed.
+- SIGKILL cannot be caught: heartbeats let ``mark_stale_runs`` find those runs later.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from .errors import TerminatedBySignal
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+logger = logging.getLogger("qrecorder")
+
+_running: dict[int, Recorder] = {}
+_lock = threading.Lock()
+_exit_reason: dict[str, str] = {}
+_installed = False
+_signal_installed = False
+_exit_hooks: list = []
+
+
+def add_exit_hook(hook) -> None:  # type: ignore[no-untyped-def]
+    """Run ``hook()`` at exit after open runs are ended (backends flush their writers here)."""
+    _install()
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+
+
+def register(recorder: Recorder) -> None:
+    """Remember a started recorder until it ends; install the exit/SIGTERM hooks once."""
+    _install()
+    with _lock:
+        _running[id(recorder)] = recorder
+
+
+def unregister(recorder: Recorder) -> None:
+    with _lock:
+        _running.pop(id(recorder), None)
+
+
+def running() -> list[Recorder]:
+    with _lock:
+        return list(_running.values())
+
+
+def status_for_exception(exc: BaseException | None) -> str:
+    """The status a run gets when its block is left with ``exc``."""
+    from .recorder import Recorder
+
+    if exc is None:
+        return Recorder.STATUS_FI
+    if isinstance(exc, (KeyboardInterrupt, TerminatedBySignal)):
+        return Recorder.STATUS_K
+    if isinstance(exc, SystemExit):
+        return Recorder.STATUS_FI if exc.code in (None, 0) else Recorder.STATUS_FA
+    return Recorder.STATUS_FA
+
+
+def _install() -> None:
+    global _installed, _signal_installed
+    if not _signal_installed and threading.current_thread() is threading.main_thread():
+        _signal_installed = True
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # pragma: no cover - e.g. embedded interpreters
+            pass
+    if _installed:
+        return
+    _installed = True
+    atexit.register(_at_exit)
+    previous_hook = sys.excepthook
+
+    def _hook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        _exit_reason.setdefault("status", status_for_exception(exc))
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = _hook
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    from .recorder import Recorder
+
+    _exit_reason["status"] = Recorder.STATUS_K
+    raise TerminatedBySignal(signum)
+
+
+def _at_exit() -> None:
+    from .recorder import Recorder
+
+    status = _exit_reason.get("status", Recorder.STATUS_FI)
+    for recorder in running():
+        try:
+            recorder.end_run(status)
+        except Exception as exc:  # noqa: BLE001 - the interpreter is exiting; report loudly
+            logger.error("qrecorder: could not end run %s at exit: %s", recorder.id, exc)
+            print(f"qrecorder: could not end run {recorder.id} at exit: {exc}", file=sys.stderr)
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001
+            print(f"qrecorder: exit hook failed: {exc}", file=sys.stderr)

@@ -1,0 +1,189 @@
+"""The abstract ExpManager: which store, which experiment is active, get-or-create rules.
+
+The active experiment is tracked per thread (a stack, so ``R.start`` blocks may nest). A
+thread with no run of its own sees the process's only active run, so helper threads of a
+training loop log into the run that the main thread started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .errors import ExpAlreadyExistError, ExperimentNotFoundError, QRecorderError
+from .experiment import Experiment
+from .recorder import Recorder
+from .uri import configured_uri, resolve_uri
+
+logger = logging.getLogger("qrecorder")
+
+
+class AmbiguousActiveRunError(QRecorderError, RuntimeError):
+    """Several threads have active runs and this thread has none: R cannot tell which to use."""
+
+
+class ActiveExperiments:
+    """Per-thread stacks of active experiments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stacks: dict[int, list[Experiment]] = {}
+
+    def push(self, exp: Experiment) -> None:
+        with self._lock:
+            self._stacks.setdefault(threading.get_ident(), []).append(exp)
+
+    def pop(self) -> Experiment | None:
+        with self._lock:
+            stack = self._stacks.get(threading.get_ident())
+            if not stack:
+                return None
+            exp = stack.pop()
+            if not stack:
+                del self._stacks[threading.get_ident()]
+            return exp
+
+    def current(self) -> Experiment | None:
+        with self._lock:
+            stack = self._stacks.get(threading.get_ident())
+            if stack:
+                return stack[-1]
+            tops = [s[-1] for s in self._stacks.values() if s]
+        if len(tops) == 1:
+            return tops[0]
+        if len(tops) > 1:
+            raise AmbiguousActiveRunError(
+                f"{len(tops)} threads have active runs and this thread has none; get the recorder "
+                "explicitly (R.get_recorder(recorder_id=...)) and log to it."
+            )
+        return None
+
+    def all(self) -> list[Experiment]:
+        with self._lock:
+            return [exp for stack in self._stacks.values() for exp in stack]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stacks.clear()
+
+
+class ExpManager:
+    """Manages experiments of one default store; ``start_exp(uri=...)`` may use another."""
+
+    def __init__(self, uri: str | None = None, default_exp_name: str | None = "Experiment") -> None:
+        self._default_uri = resolve_uri(uri).uri if uri else None
+        self._default_exp_name = default_exp_name
+        self._active = ActiveExperiments()
+        self._active_uri = threading.local()
+
+    # ------------------------------------------------------------------ URIs
+    @property
+    def default_uri(self) -> str:
+        """The store used when no URI is given: set_uri's, else the environment's, else ./mlflow.db."""
+        return self._default_uri or configured_uri()
+
+    @default_uri.setter
+    def default_uri(self, uri: str | None) -> None:
+        self._default_uri = resolve_uri(uri).uri if uri else None
+
+    @property
+    def uri(self) -> str:
+        """The URI of the run started in this thread with ``start_exp(uri=...)``, else the default."""
+        exp = self._active.current()
+        if exp is not None:
+            return getattr(exp, "uri", None) or self.default_uri
+        return self.default_uri
+
+    def get_uri(self) -> str:
+        return self.uri
+
+    # ------------------------------------------------------------------ active experiment
+    @property
+    def active_experiment(self) -> Experiment | None:
+        return self._active.current()
+
+    def start_exp(
+        self,
+        *,
+        experiment_id: str | None = None,
+        experiment_name: str | None = None,
+        recorder_id: str | None = None,
+        recorder_name: str | None = None,
+        uri: str | None = None,
+        resume: bool = False,
+        **kwargs: Any,
+    ) -> Experiment:
+        """Get or create the experiment, start a recorder in it, make both active in this thread."""
+        store_uri = resolve_uri(uri).uri if uri else self.default_uri
+        if experiment_id is None and experiment_name is None:
+            experiment_name = self._default_exp_name
+        exp, _ = self._get_or_create_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri)
+        exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
+        self._active.push(exp)
+        return exp
+
+    def end_exp(self, recorder_status: str = Recorder.STATUS_FI, **kwargs: Any) -> None:
+        """End this thread's innermost active experiment (and its recorder)."""
+        exp = self._active.pop()
+        if exp is not None:
+            exp.end(recorder_status)
+
+    def active_experiments(self) -> list[Experiment]:
+        return self._active.all()
+
+    # ------------------------------------------------------------------ experiments
+    def get_exp(
+        self,
+        *,
+        experiment_id: str | None = None,
+        experiment_name: str | None = None,
+        create: bool = True,
+        start: bool = False,
+    ) -> Experiment:
+        """Qlib's rules: no id/name → the active experiment, else the default one (created when
+        ``create``); with id/name → that experiment (created when missing and ``create``).
+        ``start`` makes it active and starts a recorder when nothing is active yet."""
+        if experiment_id is None and experiment_name is None:
+            active = self._active.current()
+            if active is not None:
+                return active
+            experiment_name = self._default_exp_name
+        if create:
+            exp, _ = self._get_or_create_exp(experiment_id=experiment_id, experiment_name=experiment_name)
+        else:
+            exp = self._get_exp(experiment_id=experiment_id, experiment_name=experiment_name)
+        if start and self._active.current() is None:
+            exp.start()
+            self._active.push(exp)
+        return exp
+
+    def _get_or_create_exp(
+        self, experiment_id: str | None = None, experiment_name: str | None = None, uri: str | None = None
+    ) -> tuple[Experiment, bool]:
+        try:
+            return self._get_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=uri), False
+        except ExperimentNotFoundError:
+            if experiment_id is not None and experiment_name is None:
+                raise
+            name = experiment_name or self._default_exp_name
+            try:
+                return self.create_exp(name, uri=uri), True
+            except ExpAlreadyExistError:
+                # Another process created it between our lookup and our create: use theirs.
+                return self._get_exp(experiment_name=name, uri=uri), False
+
+    def create_exp(self, experiment_name: str | None = None, uri: str | None = None) -> Experiment:
+        raise NotImplementedError
+
+    def _get_exp(self, experiment_id: str | None = None, experiment_name: str | None = None, uri: str | None = None) -> Experiment:
+        raise NotImplementedError
+
+    def search_records(self, experiment_ids: Any = None, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def delete_exp(self, experiment_id: str | None = None, experiment_name: str | None = None) -> None:
+        raise NotImplementedError
+
+    def list_experiments(self) -> dict[str, Experiment]:
+        raise NotImplementedError

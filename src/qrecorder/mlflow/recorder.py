@@ -1,0 +1,408 @@
+"""MLflowRecorder: the Recorder on an MLflow tracking store, through MlflowClient only."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from .. import lifecycle, objects, provenance
+from ..errors import (
+    LoadObjectError,
+    LoggingFailedError,
+    RecorderNotFoundError,
+    RecorderStateError,
+    StoreError,
+)
+from ..recorder import Recorder
+from ..validation import MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH
+from . import calls
+from .store import Store, get_store
+from .writer import HEARTBEAT_TAG, heartbeat_interval
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+logger = logging.getLogger("qrecorder")
+
+LONG_VALUE_DIR = "qrecorder/long_values"
+LONG_VALUE_MARKER = " ...[qrecorder: truncated; full value in artifact "
+PROVENANCE_JOIN_TIMEOUT_S = 30.0
+
+
+def _fmt_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000.0).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class MLflowRecorder(Recorder):
+    """A run in an MLflow store. ``mlflow_run`` wraps an existing run (Qlib's signature)."""
+
+    def __init__(
+        self,
+        experiment_id: str,
+        uri: str,
+        name: str | None = None,
+        mlflow_run: Run | None = None,
+        *,
+        store: Store | None = None,
+    ) -> None:
+        super().__init__(experiment_id, name)
+        self._store = store or get_store(uri)
+        self._uri = self._store.uri
+        self._artifact_uri: str | None = None
+        self._running_here = False
+        self._provenance_thread: threading.Thread | None = None
+        self._provenance_error: BaseException | None = None
+        if mlflow_run is not None:
+            self._apply_run(mlflow_run)
+
+    def _apply_run(self, run: Run) -> None:
+        info = run.info
+        self.id = info.run_id
+        self.experiment_id = info.experiment_id
+        self.name = info.run_name or run.data.tags.get("mlflow.runName", self.name)
+        self.status = info.status
+        self.start_time = _fmt_ms(info.start_time)
+        self.end_time = _fmt_ms(info.end_time)
+        self._artifact_uri = info.artifact_uri
+
+    def __repr__(self) -> str:
+        return f"MLflowRecorder(info={self.info}, uri={self._uri!r}, artifact_uri={self._artifact_uri!r})"
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def artifact_uri(self) -> str | None:
+        return self._artifact_uri
+
+    @property
+    def client(self) -> Any:
+        return self._store.client
+
+    def get_artifact_uri(self) -> str:
+        if self._artifact_uri is None:
+            raise RecorderStateError("The recorder has no artifact location yet: start it first (R.start or start_run()).")
+        return self._artifact_uri
+
+    def _local_artifact_dir(self) -> Path | None:
+        """The run's artifact folder when it is on this file system, else None."""
+        uri = self.get_artifact_uri()
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return Path(unquote(parsed.path))
+        if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+            return Path(uri)
+        return None
+
+    def get_local_dir(self) -> str:
+        """The run's folder (parent of its artifact folder) on the local file system."""
+        local = self._local_artifact_dir()
+        if local is None:
+            raise StoreError(f"Recorder {self.id} keeps its artifacts at {self._artifact_uri}, not on the local file system.")
+        folder = local.parent.resolve()
+        if not folder.is_dir():
+            raise StoreError(f"The run folder {folder} of recorder {self.id} does not exist (no artifact saved yet?).")
+        return str(folder)
+
+    def _require_id(self) -> str:
+        if self.id is None:
+            raise RecorderStateError(
+                f"Recorder {self.name!r} has not been started: use R.start(...) or recorder.start_run() first."
+            )
+        return self.id
+
+    # ------------------------------------------------------------------ lifecycle
+    def _is_started(self) -> bool:
+        return self._running_here
+
+    def _start_run(self) -> Run:
+        client = self.client
+        now_s = str(int(time.time()))
+        tags = {
+            "mlflow.user": _user(),
+            "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>",
+            "mlflow.source.type": "LOCAL",
+            "qrecorder.host": socket.gethostname(),
+            "qrecorder.pid": str(os.getpid()),
+            HEARTBEAT_TAG: now_s,
+            "qrecorder.heartbeat_interval": f"{heartbeat_interval():g}",
+        }
+        if self.id is None:
+            run = calls.call(client.create_run, self.experiment_id, run_name=self.name, tags=tags)
+            resumed = False
+        else:
+            run = self._fetch_run()
+            if run.info.lifecycle_stage == "deleted":
+                raise RecorderNotFoundError(f"Recorder {self.id} is deleted and cannot be resumed.")
+            calls.call(client.update_run, self.id, status=Recorder.STATUS_R)
+            calls.call(client.log_batch, self.id, tags=_run_tags(tags))
+            with self._params_lock:
+                self._params.update(run.data.params)
+            resumed = True
+        self._apply_run(run)
+        self.status = Recorder.STATUS_R
+        if resumed:
+            self.start_time = self._now_text()
+        self._running_here = True
+        lifecycle.register(self)
+        self._store.writer.add_heartbeat(self.id)
+        params = {"cmd-sys.argv": provenance.command_line(), **provenance.env_params()}
+        if resumed:
+            params = {k: v for k, v in params.items() if k not in self._params}
+        if params:
+            self.log_params(**params)
+        self._provenance_thread = threading.Thread(target=self._capture_provenance, name="qrecorder-provenance", daemon=True)
+        self._provenance_thread.start()
+        logger.info("Recorder %s starts running under experiment %s", self.id, self.experiment_id)
+        return run
+
+    def _capture_provenance(self) -> None:
+        """Git texts and commit, captured off the caller's thread so start stays fast."""
+        try:
+            found = provenance.capture_git()
+            for name, text in found.texts.items():
+                self._write_text(text, name)
+            if found.tags:
+                self.set_tags(**found.tags)
+        except BaseException as exc:  # noqa: BLE001 - kept and reported at end_run
+            self._provenance_error = exc
+
+    def _end_run(self, status: str) -> None:
+        run_id = self._require_id() if self._running_here else self.id
+        if run_id is None:
+            self.status = status
+            self.end_time = self._now_text()
+            return
+        error: BaseException | None = None
+        if self._provenance_thread is not None:
+            self._provenance_thread.join(PROVENANCE_JOIN_TIMEOUT_S)
+            self._provenance_thread = None
+        if self._provenance_error is not None:
+            logger.warning("qrecorder: provenance of run %s not captured: %s", run_id, self._provenance_error)
+            self._provenance_error = None
+        writer = self._store.writer
+        writer.remove_heartbeat(run_id)
+        try:
+            writer.flush(run_id)
+        except LoggingFailedError as exc:
+            error = exc
+        final = Recorder.STATUS_FA if error is not None and status == Recorder.STATUS_FI else status
+        end_ms = int(time.time() * 1000)
+        try:
+            calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
+        finally:
+            lifecycle.unregister(self)
+            self._running_here = False
+        self.status = final
+        self.end_time = _fmt_ms(end_ms)
+        if error is not None:
+            raise error
+
+    def _flush(self, timeout: float | None) -> None:
+        if self.id is not None:
+            self._store.writer.flush(self.id, timeout=timeout)
+
+    def _fetch_run(self) -> Run:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return calls.call(self.client.get_run, self._require_id())
+        except MlflowException as exc:
+            raise RecorderNotFoundError(f"No recorder with id {self.id!r} in {self._uri}: {exc.message}") from exc
+
+    # ------------------------------------------------------------------ logging
+    def _log_params(self, items: Mapping[str, str]) -> None:
+        run_id = self._require_id()
+        stored = [(k, self._shorten(k, v, "params", MAX_PARAM_VALUE_LENGTH)) for k, v in items.items()]
+        self._store.writer.submit(run_id, "p", stored, len(stored))
+
+    def _log_metrics(self, items: list[tuple[str, float]], step: int, timestamp: int) -> None:
+        self._store.writer.submit(self._require_id(), "m", (items, step, timestamp), len(items))
+
+    def _set_tags(self, items: Mapping[str, str]) -> None:
+        run_id = self._require_id()
+        stored = [(k, self._shorten(k, v, "tags", MAX_TAG_VALUE_LENGTH)) for k, v in items.items()]
+        self._store.writer.submit(run_id, "t", stored, len(stored))
+
+    def _delete_tags(self, keys: tuple[str, ...]) -> None:
+        run_id = self._require_id()
+        self._store.writer.flush(run_id)
+        for key in keys:
+            calls.call(self.client.delete_tag, run_id, key)
+
+    def _shorten(self, key: str, value: str, kind: str, limit: int) -> str:
+        """Keep a value longer than MLflow's limit whole, as an artifact; store a pointer."""
+        if len(value) <= limit:
+            return value
+        artifact = f"{LONG_VALUE_DIR}/{kind}/{key}.txt"
+        self._write_text(value, artifact)
+        marker = f"{LONG_VALUE_MARKER}{artifact}]"
+        return value[: limit - len(marker)] + marker
+
+    def _write_text(self, text: str, artifact_file: str) -> None:
+        local = self._local_artifact_dir()
+        if local is not None:
+            target = local / artifact_file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        else:
+            calls.call(self.client.log_text, self._require_id(), text, artifact_file)
+
+    # ------------------------------------------------------------------ artifacts and objects
+    def _log_local_path(self, path: Path, artifact_path: str | None) -> None:
+        run_id = self._require_id()
+        if path.is_dir():
+            calls.call(self.client.log_artifacts, run_id, str(path), artifact_path)
+        else:
+            calls.call(self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def _save_objects(self, objs: Mapping[str, Any], artifact_path: str | None) -> None:
+        from mlflow.entities import RunTag
+
+        run_id = self._require_id()
+        local = self._local_artifact_dir()
+        checksums: list[Any] = []
+        for name, obj in objs.items():
+            rel = f"{artifact_path}/{name}" if artifact_path else name
+            if local is not None:
+                digest = objects.dump_to_file(obj, local / rel, name)
+            else:
+                tmpdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
+                try:
+                    digest = objects.dump_to_file(obj, tmpdir / Path(name).name, name)
+                    parent = posix_parent(rel)
+                    calls.call(self.client.log_artifact, run_id, str(tmpdir / Path(name).name), parent)
+                finally:
+                    shutil.rmtree(tmpdir, ignore_errors=True)
+            checksums.append(RunTag(objects.checksum_tag(rel), digest))
+        calls.call(self.client.log_batch, run_id, tags=checksums)
+
+    def load_object(
+        self,
+        name: str,
+        unpickler: Any = None,
+        *,
+        restricted: bool = False,
+        allowed_modules: tuple[str, ...] | None = None,
+    ) -> Any:
+        """Unpickle artifact ``name``; verify the SHA-256 recorded by save_objects.
+
+        ``restricted=True`` admits only classes from an allow-list (numpy, pandas, builtins, ...),
+        for artifacts you did not write yourself. Raises LoadObjectError on any failure.
+        """
+        run_id = self._require_id()
+        self._store.writer.flush(run_id)
+        run = self._fetch_run()
+        expected = run.data.tags.get(objects.checksum_tag(name))
+        local = self._local_artifact_dir()
+        if local is not None:
+            return objects.load_from_file(local / name, name, expected, unpickler, restricted, allowed_modules)
+        from mlflow.exceptions import MlflowException
+
+        tmpdir = tempfile.mkdtemp(prefix="qrecorder-")
+        try:
+            try:
+                path = calls.call(self.client.download_artifacts, run_id, name, tmpdir)
+            except (MlflowException, OSError) as exc:
+                raise LoadObjectError(f"No artifact named {name!r} in recorder {run_id}: {exc}") from exc
+            return objects.load_from_file(Path(path), name, expected, unpickler, restricted, allowed_modules)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def list_artifacts(self, artifact_path: str | None = None) -> list[str]:
+        run_id = self._require_id()
+        return [a.path for a in calls.call(self.client.list_artifacts, run_id, artifact_path)]
+
+    def download_artifact(self, path: str, dst_path: str | None = None) -> str:
+        """Copy an artifact (file or folder) to ``dst_path`` (a temp folder by default)."""
+        run_id = self._require_id()
+        if dst_path is not None:
+            Path(dst_path).mkdir(parents=True, exist_ok=True)
+        return calls.call(self.client.download_artifacts, run_id, path, dst_path)
+
+    # ------------------------------------------------------------------ reads
+    def _synced_run(self) -> Run:
+        if self.id is not None:
+            self._store.writer.flush(self.id)
+        return self._fetch_run()
+
+    def list_metrics(self) -> dict[str, float]:
+        return dict(self._synced_run().data.metrics)
+
+    def list_params(self) -> dict[str, str]:
+        params = dict(self._synced_run().data.params)
+        return {k: self._expand(v) for k, v in params.items()}
+
+    def list_tags(self) -> dict[str, str]:
+        tags = dict(self._synced_run().data.tags)
+        return {k: self._expand(v) for k, v in tags.items()}
+
+    def get_metric_history(self, key: str) -> list[tuple[int, float, int]]:
+        """(step, value, timestamp) of every value logged for ``key``, in step order."""
+        run_id = self._require_id()
+        self._store.writer.flush(run_id)
+        history = calls.call(self.client.get_metric_history, run_id, key)
+        return sorted(((m.step, m.value, m.timestamp) for m in history), key=lambda t: (t[0], t[2]))
+
+    def _expand(self, value: str) -> str:
+        """Replace a long-value pointer by the full text kept as an artifact."""
+        if LONG_VALUE_MARKER not in value or not value.endswith("]"):
+            return value
+        artifact = value[value.rindex(LONG_VALUE_MARKER) + len(LONG_VALUE_MARKER) : -1]
+        local = self._local_artifact_dir()
+        try:
+            if local is not None:
+                return (local / artifact).read_text(encoding="utf-8")
+            return _download_text(self, artifact)
+        except OSError as exc:
+            raise LoadObjectError(f"The full value kept in artifact {artifact!r} could not be read: {exc}") from exc
+
+    def refresh(self) -> MLflowRecorder:
+        """Re-read status, times and name from the store."""
+        self._apply_run(self._fetch_run())
+        return self
+
+
+def posix_parent(rel: str) -> str | None:
+    parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    return parent or None
+
+
+def _download_text(recorder: MLflowRecorder, artifact: str) -> str:
+    tmpdir = tempfile.mkdtemp(prefix="qrecorder-")
+    try:
+        path = recorder.download_artifact(artifact, tmpdir)
+        return Path(path).read_text(encoding="utf-8")
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _run_tags(tags: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in tags.items()]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"

@@ -1,0 +1,272 @@
+"""The batched background writer: callers enqueue, one thread coalesces into ``log_batch``.
+
+Why: MLflow's per-value calls cost one database transaction each (~9 ms on SQLite), which
+is what made Qlib's logging slow. Here a ``log_metrics`` call only appends to a list; a
+daemon thread wakes every ``flush_interval`` (or sooner under load), groups what arrived by
+run and writes it within MLflow's batch limits. Memory is bounded: past ``max_pending``
+values the caller waits (backpressure). Transient failures are retried with backoff; any
+other failure is kept per run and raised to the caller at its next log call, flush or end.
+Heartbeat tags of running runs are refreshed from the same thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import defaultdict
+from typing import Any
+
+from .. import lifecycle
+from ..errors import LoggingFailedError, StoreUnavailableError
+from . import retry
+
+logger = logging.getLogger("qrecorder")
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+HEARTBEAT_TAG = "qrecorder.heartbeat"
+
+_all_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def heartbeat_interval() -> float:
+    return _env_float("QRECORDER_HEARTBEAT_INTERVAL", 10.0)
+
+
+class BatchWriter:
+    """Coalesces params, metrics and tags of any number of runs into ``log_batch`` calls."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        flush_interval: float | None = None,
+        max_pending: int | None = None,
+        high_watermark: int = 5000,
+    ) -> None:
+        self._client = client
+        self.flush_interval = flush_interval if flush_interval is not None else _env_float("QRECORDER_FLUSH_INTERVAL", 0.2)
+        self.max_pending = int(max_pending if max_pending is not None else _env_float("QRECORDER_MAX_PENDING", 200_000))
+        self._high = min(high_watermark, self.max_pending)
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_count = 0
+        self._submitted = 0  # values accepted so far (sequence number)
+        self._done = 0  # values written (or given up) so far
+        self._flush_waiters = 0
+        self._errors: dict[str, BaseException] = {}
+        self._heartbeat_runs: dict[str, None] = {}
+        self._hb_interval = heartbeat_interval()
+        self._last_heartbeat = time.monotonic()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        _all_writers.add(self)
+
+    # ------------------------------------------------------------------ caller side
+    def submit(self, run_id: str, kind: str, payload: Any, count: int) -> None:
+        """Queue ``count`` values of ``kind`` ('m' metrics, 'p' params, 't' tags) for a run."""
+        with self._cond:
+            self._raise_pending_error(run_id)
+            if self._closed:
+                raise LoggingFailedError("The qrecorder writer is closed (the interpreter is exiting); the values were not logged.")
+            if self._thread is None or self._pid != os.getpid():
+                self._start_thread()
+            while self._pending_count >= self.max_pending:
+                self._cond.notify_all()
+                self._cond.wait(0.5)
+                self._raise_pending_error(run_id)
+            self._pending.append((run_id, kind, payload))
+            self._pending_count += count
+            self._submitted += count
+            if self._pending_count >= self._high:
+                self._cond.notify_all()
+
+    def flush(self, run_id: str | None = None, timeout: float | None = None) -> None:
+        """Wait until everything submitted before this call is written; raise a run's failure."""
+        with self._cond:
+            target = self._submitted
+            if self._done < target and self._thread is not None:
+                self._flush_waiters += 1
+                self._cond.notify_all()
+                deadline = None if timeout is None else time.monotonic() + timeout
+                try:
+                    while self._done < target:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise StoreUnavailableError(
+                                f"Flush timed out after {timeout:.1f}s with {target - self._done} values still "
+                                "queued; the store is slow or unreachable. They stay queued and are retried."
+                            )
+                        self._cond.wait(remaining if remaining is not None else 1.0)
+                finally:
+                    self._flush_waiters -= 1
+            if run_id is not None:
+                self._raise_pending_error(run_id)
+            elif self._errors:
+                rid = next(iter(self._errors))
+                self._raise_pending_error(rid)
+
+    def raise_if_failed(self, run_id: str) -> None:
+        with self._cond:
+            self._raise_pending_error(run_id)
+
+    def take_error(self, run_id: str) -> BaseException | None:
+        with self._cond:
+            return self._errors.pop(run_id, None)
+
+    def add_heartbeat(self, run_id: str) -> None:
+        with self._cond:
+            self._heartbeat_runs[run_id] = None
+
+    def remove_heartbeat(self, run_id: str) -> None:
+        with self._cond:
+            self._heartbeat_runs.pop(run_id, None)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush what is queued (bounded wait) and stop the thread."""
+        if self._thread is None or self._pid != os.getpid():
+            self._closed = True
+            return
+        try:
+            self.flush(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - reported, the interpreter is exiting
+            logger.error("qrecorder: values could not be written before exit: %s", exc)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _raise_pending_error(self, run_id: str) -> None:
+        exc = self._errors.pop(run_id, None)
+        if exc is not None:
+            if isinstance(exc, LoggingFailedError):
+                raise exc
+            raise LoggingFailedError(
+                f"Values logged to run {run_id} could not be written: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    # ------------------------------------------------------------------ writer thread
+    def _start_thread(self) -> None:
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="qrecorder-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self.flush_interval
+                while (
+                    not self._closed
+                    and not self._flush_waiters
+                    and self._pending_count < self._high
+                    and (remaining := deadline - time.monotonic()) > 0
+                ):
+                    self._cond.wait(remaining)
+                batch, self._pending = self._pending, []
+                count, self._pending_count = self._pending_count, 0
+                closed = self._closed
+                beat = self._heartbeat_due()
+                self._cond.notify_all()  # wake producers blocked on backpressure
+            if beat:
+                batch.extend((rid, "t", [(HEARTBEAT_TAG, str(int(time.time())))]) for rid in beat)
+            if batch:
+                self._write(batch)
+            with self._cond:
+                self._done += count
+                self._cond.notify_all()
+                if closed and not self._pending:
+                    return
+
+    def _heartbeat_due(self) -> list[str]:
+        now = time.monotonic()
+        if self._heartbeat_runs and now - self._last_heartbeat >= self._hb_interval:
+            self._last_heartbeat = now
+            return list(self._heartbeat_runs)
+        return []
+
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        per_run: dict[str, tuple[list[Any], dict[str, Any], dict[str, Any]]] = defaultdict(lambda: ([], {}, {}))
+        for run_id, kind, payload in batch:
+            metrics, params, tags = per_run[run_id]
+            if kind == "m":
+                items, step, ts = payload
+                metrics.extend(Metric(key, value, ts, step) for key, value in items)
+            elif kind == "p":
+                for key, value in payload:
+                    params[key] = Param(key, value)
+            else:
+                for key, value in payload:
+                    tags[key] = RunTag(key, value)  # the last value of a tag wins
+        for run_id, (metrics, params, tags) in per_run.items():
+            if run_id in self._errors:
+                continue  # the run already failed; its caller is told once
+            try:
+                for chunk in _chunks(_dedupe(metrics), list(params.values()), list(tags.values())):
+                    self._log_batch_with_retry(run_id, *chunk)
+            except Exception as exc:  # noqa: BLE001 - kept and raised to the caller
+                logger.error("qrecorder: logging to run %s failed: %s", run_id, exc)
+                with self._cond:
+                    self._errors[run_id] = exc
+
+    def _log_batch_with_retry(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        delays = retry.backoff_delays(retry.retry_budget_seconds())
+        while True:
+            try:
+                self._client.log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+                return
+            except Exception as exc:
+                if not retry.is_transient(exc):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise StoreUnavailableError(
+                        f"The tracking store stayed unreachable for {retry.retry_budget_seconds():.0f}s "
+                        f"(QRECORDER_RETRY_SECONDS); {len(metrics)} metrics, {len(params)} params and "
+                        f"{len(tags)} tags of run {run_id} were not written. Last error: {exc}"
+                    ) from exc
+                logger.warning("qrecorder: store busy or unreachable (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)
+
+
+def _dedupe(metrics: list[Any]) -> list[Any]:
+    """Drop exact repeats (same key, value, timestamp, step): the SQL store refuses them."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for m in metrics:
+        ident = (m.key, m.value, m.timestamp, m.step)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(m)
+    return out
+
+
+def _chunks(metrics: list[Any], params: list[Any], tags: list[Any]):
+    """Split into ``log_batch`` calls within MLflow's per-call limits; params first."""
+    while metrics or params or tags:
+        p, params = params[:MAX_PARAMS_TAGS_PER_BATCH], params[MAX_PARAMS_TAGS_PER_BATCH:]
+        t, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
+        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(p) - len(t))
+        m, metrics = metrics[:room], metrics[room:]
+        yield m, p, t
+
+
+def close_all_writers(timeout: float | None = 30.0) -> None:
+    """Flush and stop every writer of this process (called at interpreter exit)."""
+    for writer in list(_all_writers):
+        writer.close(timeout)
+
+
+lifecycle.add_exit_hook(close_all_writers)

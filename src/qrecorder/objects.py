@@ -1,0 +1,164 @@
+"""Python objects as artifacts: pickle protocol 5 with a SHA-256 taken in the same pass.
+
+Why: Qlib pickled into a temp folder, then MLflow copied the file into the artifact store,
+and loading downloaded it into yet another temp folder. For local stores qrecorder writes
+the pickle once, in place, and reads it in place; the checksum (kept as a run tag) catches a
+truncated or corrupted file before a wrong object reaches the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import LoadObjectError, SaveObjectError
+
+PICKLE_PROTOCOL = 5
+CHECKSUM_TAG_PREFIX = "qrecorder.sha256."
+
+# Modules whose classes the restricted unpickler admits (prefix match on the module path).
+DEFAULT_ALLOWED_MODULES = (
+    "numpy",
+    "pandas",
+    "datetime",
+    "decimal",
+    "fractions",
+    "collections",
+    "uuid",
+    "pathlib",
+    "zoneinfo",
+    "pytz",
+    "dateutil",
+    "copyreg",
+    "_codecs",
+)
+SAFE_BUILTINS = frozenset(
+    {
+        "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float",
+        "complex", "bool", "slice", "range", "object", "type", "NoneType", "Ellipsis",
+    }
+)
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self._raw.write(data)
+
+
+class _HashingReader:
+    """File wrapper that hashes what the unpickler reads."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        n = self._raw.readinto(buf)
+        if n:
+            self.digest.update(memoryview(buf)[:n])
+        return n
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._raw.readline(size)
+        self.digest.update(data)
+        return data
+
+    def finish(self) -> str:
+        """Hash whatever the unpickler left unread, then return the hex digest."""
+        while chunk := self._raw.read(1 << 20):
+            self.digest.update(chunk)
+        return self.digest.hexdigest()
+
+
+def dump_to_file(obj: Any, path: Path, name: str) -> str:
+    """Pickle ``obj`` to ``path`` atomically (temp name, then rename); return its SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as raw:
+            writer = _HashingWriter(raw)
+            pickle.dump(obj, writer, protocol=PICKLE_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError, RecursionError)):
+            raise SaveObjectError(
+                f"Object {name!r} ({type(obj).__name__}) cannot be pickled: {exc}. Save something "
+                "picklable (e.g. the model's state) or write a file and pass local_path=."
+            ) from exc
+        raise
+    return writer.digest.hexdigest()
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that only admits classes from an allow-list of modules.
+
+    Use it for artifacts you did not write yourself: a pickle can run any code on load.
+    """
+
+    def __init__(self, file: Any, allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES) -> None:
+        super().__init__(file)
+        self._allowed = allowed_modules
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins":
+            if name in SAFE_BUILTINS:
+                return super().find_class(module, name)
+        elif any(module == m or module.startswith(m + ".") for m in self._allowed):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"restricted mode refuses {module}.{name}; pass allowed_modules=(..., {module.split('.')[0]!r}) "
+            "if you trust this artifact"
+        )
+
+
+def load_from_file(
+    path: Path,
+    name: str,
+    expected_sha256: str | None,
+    unpickler: Any = None,
+    restricted: bool = False,
+    allowed_modules: tuple[str, ...] | None = None,
+) -> Any:
+    """Unpickle ``path``, verifying the SHA-256 recorded at save time when there is one."""
+    if not path.is_file():
+        raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).")
+    try:
+        with open(path, "rb", buffering=1 << 20) as raw:
+            reader = _HashingReader(raw)
+            if restricted:
+                obj = RestrictedUnpickler(reader, allowed_modules or DEFAULT_ALLOWED_MODULES).load()
+            else:
+                obj = (unpickler or pickle.Unpickler)(reader).load()
+            digest = reader.finish()
+    except LoadObjectError:
+        raise
+    except Exception as exc:
+        raise LoadObjectError(f"Artifact {name!r} could not be unpickled: {type(exc).__name__}: {exc}") from exc
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise LoadObjectError(
+            f"Artifact {name!r} is corrupt: its SHA-256 is {digest[:16]}..., but {expected_sha256[:16]}... "
+            "was recorded when it was saved. Save it again."
+        )
+    return obj
+
+
+def checksum_tag(name: str) -> str:
+    return CHECKSUM_TAG_PREFIX + name
