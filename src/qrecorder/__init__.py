@@ -64,4 +64,5 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TerminatedBySignal",
+    "UnsupportedURIError",
 ]
