@@ -24,6 +24,7 @@ CHECKSUM_TAG_PREFIX = "qrecorder.sha256."
 DEFAULT_ALLOWED_MODULES = (
     "numpy",
     "pandas",
+    "pyarrow",
     "datetime",
     "decimal",
     "fractions",

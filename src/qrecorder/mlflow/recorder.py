@@ -111,14 +111,14 @@ class MLflowRecorder(Recorder):
         return None
 
     def get_local_dir(self) -> str:
-        """The run's folder (parent of its artifact folder) on the local file system."""
+        """The run's folder (parent of its ``artifacts`` folder) on the local file system.
+
+        Created if no artifact was saved yet (Qlib raised instead)."""
         local = self._local_artifact_dir()
         if local is None:
             raise StoreError(f"Recorder {self.id} keeps its artifacts at {self._artifact_uri}, not on the local file system.")
-        folder = local.parent.resolve()
-        if not folder.is_dir():
-            raise StoreError(f"The run folder {folder} of recorder {self.id} does not exist (no artifact saved yet?).")
-        return str(folder)
+        local.mkdir(parents=True, exist_ok=True)  # a run with no artifact yet has no folder
+        return str(local.parent.resolve())
 
     def _require_id(self) -> str:
         if self.id is None:
@@ -206,10 +206,14 @@ class MLflowRecorder(Recorder):
         end_ms = int(time.time() * 1000)
         try:
             calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
+        except Exception as exc:
+            if error is None:
+                raise
+            raise error from exc  # the lost values are the news; the status failure follows from them
         finally:
             lifecycle.unregister(self)
             self._running_here = False
-        self.status = final
+            self.status = final
         self.end_time = _fmt_ms(end_ms)
         if error is not None:
             raise error

@@ -1,0 +1,70 @@
+"""Bad input fails at the call site with a specific error, and the run stays usable."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qrecorder import InvalidKeyError, InvalidValueError, ParamConflictError
+
+
+def test_invalid_keys(R):
+    with R.start(experiment_name="v"):
+        for bad in ("bad key!", "", "../up", "/abs", "a//b", "x" * 251):
+            with pytest.raises(InvalidKeyError):
+                R.log_metrics(**{bad: 1.0})
+        with pytest.raises(InvalidKeyError):
+            R.log_params(**{"semi;colon": 1})
+        with pytest.raises(InvalidKeyError):
+            R.set_tags(**{"tab\tkey": "v"})
+        R.log_metrics(**{"ok/key-1.x y:z": 1.0})
+        rec = R.get_recorder()
+    assert rec.list_metrics() == {"ok/key-1.x y:z": 1.0} and rec.status == "FINISHED"
+
+
+def test_metric_values(R, monkeypatch):
+    with R.start(experiment_name="v"):
+        for bad in ("1.0", None, [1.0], True, np.array([1.0, 2.0]), {"a": 1}):
+            with pytest.raises(InvalidValueError):
+                R.log_metrics(m=bad)
+        with pytest.raises(InvalidValueError, match="step"):
+            R.log_metrics(step="3", m=1.0)
+        R.log_metrics(i=np.int64(3), f=np.float32(0.5), z=np.array(2.0), nan=float("nan"), inf=math.inf, ninf=-math.inf)
+        monkeypatch.setenv("QRECORDER_NONFINITE", "raise")
+        with pytest.raises(InvalidValueError, match="NaN"):
+            R.log_metrics(nan2=float("nan"))
+        rec = R.get_recorder()
+    metrics = rec.list_metrics()
+    assert metrics["i"] == 3.0 and metrics["f"] == 0.5 and metrics["z"] == 2.0
+    assert math.isnan(metrics["nan"])
+    assert metrics["inf"] >= 1.7976931348623157e308 and metrics["ninf"] <= -1.7976931348623157e308
+    assert "nan2" not in metrics
+
+
+def test_params_are_immutable(R):
+    with R.start(experiment_name="v"):
+        R.log_params(lr=0.1)
+        R.log_params(lr=0.1)
+        with pytest.raises(ParamConflictError, match="lr"):
+            R.log_params(lr=0.2)
+        with pytest.raises(ParamConflictError):
+            R.log_params(new=1, lr=0.3)
+        R.log_params(new=1)
+        rec = R.get_recorder()
+    params = rec.list_params()
+    assert params["lr"] == "0.1" and params["new"] == "1"
+
+
+def test_long_values_are_kept_whole(R):
+    long_param = "p" * 7000 + "END"
+    long_tag = "t" * 9000 + "END"
+    with R.start(experiment_name="v"):
+        R.log_params(config=long_param)
+        R.set_tags(note=long_tag)
+        rec = R.get_recorder()
+    assert rec.list_params()["config"] == long_param
+    assert rec.list_tags()["note"] == long_tag
+    raw = rec.client.get_run(rec.id).data.params["config"]
+    assert len(raw) <= 6000 and "qrecorder/long_values/params/config.txt" in raw
