@@ -32,15 +32,19 @@ def test_metric_values(R, monkeypatch):
         with pytest.raises(InvalidValueError, match="step"):
             R.log_metrics(step="3", m=1.0)
         R.log_metrics(i=np.int64(3), f=np.float32(0.5), z=np.array(2.0), nan=float("nan"), inf=math.inf, ninf=-math.inf)
-        monkeypatch.setenv("QRECORDER_NONFINITE", "raise")
+        rec = R.get_recorder()
+    monkeypatch.setenv("QRECORDER_NONFINITE", "raise")  # read when a run starts
+    with R.start(experiment_name="v", recorder_id=rec.id):
         with pytest.raises(InvalidValueError, match="NaN"):
             R.log_metrics(nan2=float("nan"))
-        rec = R.get_recorder()
+        with pytest.raises(InvalidValueError, match="inf"):
+            R.log_metrics(inf2=math.inf)
+        R.log_metrics(fine=1.0)
     metrics = rec.list_metrics()
     assert metrics["i"] == 3.0 and metrics["f"] == 0.5 and metrics["z"] == 2.0
     assert math.isnan(metrics["nan"])
     assert metrics["inf"] >= 1.7976931348623157e308 and metrics["ninf"] <= -1.7976931348623157e308
-    assert "nan2" not in metrics
+    assert "nan2" not in metrics and "inf2" not in metrics and metrics["fine"] == 1.0
 
 
 def test_params_are_immutable(R):

@@ -78,6 +78,7 @@ class Recorder:
         """Mark the run RUNNING and begin capturing provenance and heartbeats."""
         if self.status == Recorder.STATUS_R and self._is_started():
             raise RecorderStateError(f"Recorder {self.id} is already running in this process.")
+        validation.refresh_policy()
         return self._start_run()
 
     def end_run(self, status: str = STATUS_FI) -> None:
@@ -129,13 +130,18 @@ class Recorder:
         """Log metrics at ``step``; values are checked here and written in the background."""
         if not kwargs:
             return
-        step_value = validation.check_step(step)
-        policy = validation.nonfinite_policy()
+        step_value = step if step.__class__ is int else validation.check_step(step)
+        policy = validation.NONFINITE_POLICY
         timestamp = time.time_ns() // 1_000_000
-        items = [
-            (validation.check_key(key, "Metric"), validation.check_metric_value(key, value, policy))
-            for key, value in kwargs.items()
-        ]
+        known = validation.VALID_KEYS
+        items = []
+        # The hot path of a training loop: plain str keys seen before and float values.
+        for key, value in kwargs.items():
+            if key not in known:
+                validation.check_key(key, "Metric")
+            if value.__class__ is not float or policy == "raise":
+                value = validation.check_metric_value(key, value, policy)
+            items.append((key, value))
         self._log_metrics(items, step_value, timestamp)
 
     def set_tags(self, **kwargs: Any) -> None:

@@ -22,13 +22,14 @@ _KEY_RE = re.compile(r"^[/\w.\- :]*$")
 
 # Keys already checked: training loops log the same few keys again and again.
 _valid_keys: set[str] = set()
+VALID_KEYS = _valid_keys
 
 NONFINITE_POLICY_ENV = "QRECORDER_NONFINITE"
 
 
 def check_key(key: Any, kind: str) -> str:
     """Return ``key`` if MLflow accepts it as a metric/param/tag name, else raise InvalidKeyError."""
-    if key.__class__ is str and key in _valid_keys:
+    if key in _valid_keys and key.__class__ is str:
         return key
     if not isinstance(key, str):
         raise InvalidKeyError(f"{kind} key must be a str, got {type(key).__name__} {key!r}.")
@@ -52,11 +53,22 @@ def check_key(key: Any, kind: str) -> str:
 
 
 def nonfinite_policy() -> str:
-    """'allow' (default: NaN/inf are stored) or 'raise' (refuse them at the call site)."""
+    """'allow' (default: NaN/inf are stored) or 'raise' (refuse them at the call site).
+
+    Read from QRECORDER_NONFINITE when a run starts (``refresh_policy``), not per value.
+    """
     value = os.environ.get(NONFINITE_POLICY_ENV, "allow").strip().lower() or "allow"
     if value not in ("allow", "raise"):
         raise InvalidValueError(f"{NONFINITE_POLICY_ENV} must be 'allow' or 'raise', got {value!r}.")
     return value
+
+
+NONFINITE_POLICY = nonfinite_policy()
+
+
+def refresh_policy() -> None:
+    global NONFINITE_POLICY
+    NONFINITE_POLICY = nonfinite_policy()
 
 
 def check_metric_value(key: str, value: Any, policy: str = "allow") -> float:

@@ -205,7 +205,11 @@ class MLflowRecorder(Recorder):
         final = Recorder.STATUS_FA if error is not None and status == Recorder.STATUS_FI else status
         end_ms = int(time.time() * 1000)
         try:
-            calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
+            sink = self._store.sql_sink
+            if sink is not None:
+                calls.call(sink.set_terminated, run_id, final, end_ms)
+            else:
+                calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
         except Exception as exc:
             if error is None:
                 raise

@@ -43,6 +43,7 @@ class Store:
         self.lock_path = lock_path_for(location)
         self._writer: BatchWriter | None = None
         self._writer_lock = threading.Lock()
+        self._sink: Any = None
         self.client: MlflowClient = _open_client(location, self.lock_path)
 
     @property
@@ -57,8 +58,18 @@ class Store:
                 if self._writer is None:
                     from .writer import BatchWriter
 
-                    self._writer = BatchWriter(self.client)
+                    self._writer = BatchWriter(self.client, sink=self.sql_sink)
         return self._writer
+
+    @property
+    def sql_sink(self) -> Any | None:
+        """Direct SQL writes for SQLite/PostgreSQL (QRECORDER_FAST_WRITE=0 turns them off)."""
+        if self._sink is None and self.kind in ("sqlite", "postgresql"):
+            if os.environ.get("QRECORDER_FAST_WRITE", "1") != "0":
+                from .fastwrite import SqlBatchSink
+
+                self._sink = SqlBatchSink.for_engine(self.engine) or False
+        return self._sink or None
 
     @property
     def engine(self) -> Any | None:
@@ -128,10 +139,25 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
                     "default SQLite store."
                 ) from exc
             raise
+    if location.kind == "http":
+        bound_mlflow_http_retries()
     try:
         return MlflowClient(tracking_uri=location.uri)
     except MlflowException as exc:  # pragma: no cover - depends on the server
         raise StoreError(f"Could not open the tracking store {location.uri}: {exc}") from exc
+
+
+def bound_mlflow_http_retries() -> None:
+    """Let QRECORDER_RETRY_SECONDS govern retries against a tracking server.
+
+    MLflow's RestStore retries on its own (7 times, backoff factor 2: minutes) before
+    qrecorder sees an error, which made the budget unpredictable. Unless the user set them,
+    MLflow's own retries are turned off and a request times out after 30 s; qrecorder then
+    retries transient failures (connection refused, 429, 5xx) within its budget. These are
+    process-wide MLflow settings (environment variables read on every request).
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def _enable_wal(db_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import lifecycle
 from ..errors import LoggingFailedError, StoreUnavailableError
-from . import retry
+from . import calls, retry
 
 logger = logging.getLogger("qrecorder")
 
@@ -29,6 +29,7 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 HEARTBEAT_TAG = "qrecorder.heartbeat"
+SQL_ROWS_PER_TRANSACTION = 20_000
 
 _all_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
 
@@ -51,15 +52,18 @@ class BatchWriter:
         self,
         client: Any,
         *,
+        sink: Any = None,
         flush_interval: float | None = None,
         max_pending: int | None = None,
         high_watermark: int = 5000,
     ) -> None:
         self._client = client
+        self._sink = sink  # fastwrite.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
         self.flush_interval = flush_interval if flush_interval is not None else _env_float("QRECORDER_FLUSH_INTERVAL", 0.2)
         self.max_pending = int(max_pending if max_pending is not None else _env_float("QRECORDER_MAX_PENDING", 200_000))
         self._high = min(high_watermark, self.max_pending)
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # entered directly on the hot path (C-level, cheaper)
+        self._cond = threading.Condition(self._lock)
         self._pending: list[tuple[Any, ...]] = []
         self._pending_count = 0
         self._submitted = 0  # values accepted so far (sequence number)
@@ -77,8 +81,9 @@ class BatchWriter:
     # ------------------------------------------------------------------ caller side
     def submit(self, run_id: str, kind: str, payload: Any, count: int) -> None:
         """Queue ``count`` values of ``kind`` ('m' metrics, 'p' params, 't' tags) for a run."""
-        with self._cond:
-            self._raise_pending_error(run_id)
+        with self._lock:
+            if self._errors:
+                self._raise_pending_error(run_id)
             if self._closed:
                 raise LoggingFailedError("The qrecorder writer is closed (the interpreter is exiting); the values were not logged.")
             if self._thread is None or self._pid != os.getpid():
@@ -196,61 +201,66 @@ class BatchWriter:
         return []
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        per_run: dict[str, tuple[list[Any], dict[str, Any], dict[str, Any]]] = defaultdict(lambda: ([], {}, {}))
+        per_run: dict[str, tuple[list[Any], dict[str, str], dict[str, str]]] = defaultdict(lambda: ([], {}, {}))
         for run_id, kind, payload in batch:
             metrics, params, tags = per_run[run_id]
             if kind == "m":
                 items, step, ts = payload
-                metrics.extend(Metric(key, value, ts, step) for key, value in items)
+                metrics.extend((key, value, ts, step) for key, value in items)
             elif kind == "p":
-                for key, value in payload:
-                    params[key] = Param(key, value)
+                params.update(payload)
             else:
-                for key, value in payload:
-                    tags[key] = RunTag(key, value)  # the last value of a tag wins
+                tags.update(payload)  # the last value of a tag wins
         for run_id, (metrics, params, tags) in per_run.items():
             if run_id in self._errors:
                 continue  # the run already failed; its caller is told once
             try:
-                for chunk in _chunks(_dedupe(metrics), list(params.values()), list(tags.values())):
-                    self._log_batch_with_retry(run_id, *chunk)
+                self._write_run(run_id, _dedupe(metrics), list(params.items()), list(tags.items()))
             except Exception as exc:  # noqa: BLE001 - kept and raised to the caller
                 logger.error("qrecorder: logging to run %s failed: %s", run_id, exc)
                 with self._cond:
                     self._errors[run_id] = exc
 
-    def _log_batch_with_retry(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+    def _write_run(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        if self._sink is not None and not any(k.startswith("mlflow.") for k, _ in tags):
+            for start in range(0, max(len(metrics), 1), SQL_ROWS_PER_TRANSACTION):
+                chunk = metrics[start : start + SQL_ROWS_PER_TRANSACTION]
+                first = start == 0
+                self._with_retry(run_id, self._sink.log_batch, run_id, chunk, params if first else [], tags if first else [])
+            return
+        from mlflow.entities import Metric, Param, RunTag
+
+        entities = [Metric(k, v, ts, step) for k, v, ts, step in metrics]
+        for m, p, t in _chunks(entities, [Param(k, v) for k, v in params], [RunTag(k, v) for k, v in tags]):
+            self._with_retry(run_id, self._client.log_batch, run_id, metrics=m, params=p, tags=t, synchronous=True)
+
+    def _with_retry(self, run_id: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         delays = retry.backoff_delays(retry.retry_budget_seconds())
         while True:
             try:
-                self._client.log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+                fn(*args, **kwargs)
                 return
             except Exception as exc:
+                denied = calls.access_denied(exc)
+                if denied is not None:
+                    raise denied from exc
                 if not retry.is_transient(exc):
                     raise
                 delay = next(delays, None)
                 if delay is None:
                     raise StoreUnavailableError(
                         f"The tracking store stayed unreachable for {retry.retry_budget_seconds():.0f}s "
-                        f"(QRECORDER_RETRY_SECONDS); {len(metrics)} metrics, {len(params)} params and "
-                        f"{len(tags)} tags of run {run_id} were not written. Last error: {exc}"
+                        f"(QRECORDER_RETRY_SECONDS); values of run {run_id} were not written. Last error: {exc}"
                     ) from exc
                 logger.warning("qrecorder: store busy or unreachable (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)
 
 
-def _dedupe(metrics: list[Any]) -> list[Any]:
-    """Drop exact repeats (same key, value, timestamp, step): the SQL store refuses them."""
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for m in metrics:
-        ident = (m.key, m.value, m.timestamp, m.step)
-        if ident not in seen:
-            seen.add(ident)
-            out.append(m)
-    return out
+def _dedupe(metrics: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Drop exact repeats (same key, value, timestamp, step), as MLflow's store does."""
+    if len(set(metrics)) == len(metrics):
+        return metrics
+    return list(dict.fromkeys(metrics))
 
 
 def _chunks(metrics: list[Any], params: list[Any], tags: list[Any]):
