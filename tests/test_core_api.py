@@ -251,3 +251,14 @@ def test_get_local_dir_is_the_run_folder(R):
         local = Path(rec.get_local_dir())
     assert (local / "artifacts" / "obj").is_file()
     assert local.name == rec.id and local.is_absolute()
+
+
+def test_positional_arguments_of_older_qlib_releases(R):
+    with R.start("old_style", "rec1"):
+        R.log_metrics(0, loss=1.0)  # step positional, as Qlib allows
+        rid = R.get_recorder().id
+    assert R.get_recorder(rid, None, "old_style").list_metrics() == {"loss": 1.0}
+    assert R.get_exp(None, "old_style", False).name == "old_style"
+    R.start_exp("old_style", "rec2")
+    R.end_exp("FAILED")
+    assert R.get_recorder(recorder_name="rec2", experiment_name="old_style").status == "FAILED"

@@ -35,15 +35,18 @@ class QlibRecorder:
     @contextlib.contextmanager
     def start(
         self,
+        experiment_name: str | None = None,
+        recorder_name: str | None = None,
         *,
         experiment_id: str | None = None,
-        experiment_name: str | None = None,
         recorder_id: str | None = None,
-        recorder_name: str | None = None,
         uri: str | None = None,
         resume: bool = False,
     ) -> Iterator[Experiment]:
         """Start a run for the ``with`` block and end it with the right status.
+
+        ``R.start(experiment_name="x", recorder_name="y")``; the two may also be given
+        positionally, as in older Qlib releases.
 
         Normal exit → FINISHED; an exception → FAILED (exception re-raised, its traceback kept
         as the artifact ``traceback.txt``); Ctrl-C or SIGTERM → KILLED, then the interrupt
@@ -69,11 +72,11 @@ class QlibRecorder:
 
     def start_exp(
         self,
+        experiment_name: str | None = None,
+        recorder_name: str | None = None,
         *,
         experiment_id: str | None = None,
-        experiment_name: str | None = None,
         recorder_id: str | None = None,
-        recorder_name: str | None = None,
         uri: str | None = None,
         resume: bool = False,
     ) -> Experiment:
@@ -114,12 +117,14 @@ class QlibRecorder:
 
     def get_exp(
         self,
-        *,
         experiment_id: str | None = None,
         experiment_name: str | None = None,
         create: bool = True,
+        *,
         start: bool = False,
     ) -> Experiment:
+        """Qlib's get-or-create rules (see ExpManager.get_exp). Keywords are preferred; the
+        positional order is that of older Qlib releases."""
         return self.exp_manager.get_exp(
             experiment_id=experiment_id, experiment_name=experiment_name, create=create, start=start
         )
@@ -148,11 +153,11 @@ class QlibRecorder:
     # ------------------------------------------------------------------ recorders
     def get_recorder(
         self,
-        *,
         recorder_id: str | None = None,
         recorder_name: str | None = None,
-        experiment_id: str | None = None,
         experiment_name: str | None = None,
+        *,
+        experiment_id: str | None = None,
     ) -> Recorder:
         """The active recorder, or the one with this id / latest one with this name.
 
