@@ -96,3 +96,43 @@ def test_deleted_run_surfaces_at_end_run(R):
             rec.client.delete_run(rec.id)  # another process deletes it under our feet
             R.log_metrics(a=1.0)
     assert rec.status == "FAILED"
+
+
+def test_forked_child_logs_through_its_own_writer(R):
+    import multiprocessing as mp
+
+    with R.start(experiment_name="fork"):
+        R.log_metrics(step=0, parent=1.0)
+        rid = R.get_recorder().id
+
+        def child() -> None:
+            from qrecorder import R as child_r
+
+            rec = child_r.get_recorder(recorder_id=rid)
+            rec.log_metrics(step=0, child=2.0)
+            rec.flush()
+
+        proc = mp.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert R.get_recorder(recorder_id=rid).list_metrics() == {"parent": 1.0, "child": 2.0}
+
+
+def test_forked_child_exit_does_not_end_the_parents_run(store_dir):
+    from conftest import run_python
+
+    code = """
+import os, sys
+from qrecorder import R
+with R.start(experiment_name="fork"):
+    R.log_metrics(a=1.0)
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # a normal exit in the child: atexit handlers run there
+    os.waitpid(pid, 0)
+    print(R.get_recorder().refresh().status)
+print(R.get_recorder(recorder_id=R.list_recorders(experiment_name="fork").popitem()[0]).status)
+"""
+    out = run_python(code, store_dir)
+    assert out.stdout.split() == ["RUNNING", "FINISHED"], out.stderr

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import logging
 import signal
 import sys
@@ -114,3 +115,15 @@ def _at_exit() -> None:
             hook()
         except Exception as exc:  # noqa: BLE001
             print(f"qrecorder: exit hook failed: {exc}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child does not own its parent's runs: it must not end them at its exit."""
+    global _lock
+    _lock = threading.Lock()
+    _running.clear()
+    _exit_reason.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -64,6 +64,7 @@ class MLflowRecorder(Recorder):
         self._uri = self._store.uri
         self._artifact_uri: str | None = None
         self._running_here = False
+        self._owner_pid = os.getpid()
         self._provenance_thread: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
         if mlflow_run is not None:
@@ -160,6 +161,7 @@ class MLflowRecorder(Recorder):
         if resumed:
             self.start_time = self._now_text()
         self._running_here = True
+        self._owner_pid = os.getpid()
         lifecycle.register(self)
         self._store.writer.add_heartbeat(self.id)
         params = {"cmd-sys.argv": provenance.command_line(), **provenance.env_params()}
@@ -184,6 +186,11 @@ class MLflowRecorder(Recorder):
             self._provenance_error = exc
 
     def _end_run(self, status: str) -> None:
+        if self._running_here and self._owner_pid != os.getpid():
+            # A forked child leaving the parent's `with R.start` block: the run is the parent's.
+            self._store.writer.flush(self.id)
+            self._running_here = False
+            return
         run_id = self._require_id() if self._running_here else self.id
         if run_id is None:
             self.status = status

@@ -161,6 +161,15 @@ class BatchWriter:
                 f"Values logged to run {run_id} could not be written: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def _reinit_after_fork(self) -> None:
+        """In a forked child: fresh locks, no thread, nothing queued (the parent writes its own)."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending, self._pending_count = [], 0
+        self._submitted = self._done = self._flush_waiters = 0
+        self._errors, self._heartbeat_runs = {}, {}
+        self._thread, self._closed, self._pid = None, False, os.getpid()
+
     # ------------------------------------------------------------------ writer thread
     def _start_thread(self) -> None:
         self._pid = os.getpid()
@@ -279,4 +288,11 @@ def close_all_writers(timeout: float | None = 30.0) -> None:
         writer.close(timeout)
 
 
+def _after_fork_in_child() -> None:
+    for writer in list(_all_writers):
+        writer._reinit_after_fork()
+
+
 lifecycle.add_exit_hook(close_all_writers)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
