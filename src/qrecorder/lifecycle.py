@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import atexit
-import os
 import logging
+import os
 import signal
 import sys
 import threading

@@ -91,7 +91,6 @@ class SqlBatchSink:
         params: Sequence[tuple[str, str]],
         tags: Sequence[tuple[str, str]],
     ) -> None:
-        from sqlalchemy import text
 
         metric_rows = []
         latest: dict[str, dict[str, Any]] = {}
