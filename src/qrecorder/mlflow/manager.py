@@ -112,6 +112,13 @@ def search_records_frame(
 
     ``max_results`` above MLflow's 50,000 cap (Qlib asked for 100,000) simply means "all".
     """
+    from . import fastread
+
+    frame = fastread.search_frame(
+        store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by
+    )
+    if frame is not None:
+        return frame
     runs = query.search_runs(
         store,
         experiment_ids,

@@ -1,0 +1,39 @@
+"""``import qrecorder`` must not import MLflow (its import costs seconds)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys, time
+t = time.perf_counter()
+import qrecorder
+from qrecorder import R
+elapsed = time.perf_counter() - t
+heavy = sorted(m for m in ("mlflow", "sqlalchemy", "alembic") if m in sys.modules)
+print(repr((elapsed, heavy)))
+"""
+
+
+def test_import_qrecorder_does_not_import_mlflow() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=120
+    )
+    elapsed, heavy = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own output
+    assert heavy == [], f"import qrecorder pulled in {heavy}"
+    # The benchmark's target is 0.3 s (benchmarks/bench_import.py); CI machines vary, so the
+    # test only guards against MLflow-sized regressions.
+    assert elapsed < 1.5, f"import qrecorder took {elapsed:.2f}s"
+
+
+def test_using_a_store_imports_mlflow_lazily(tmp_path) -> None:
+    code = (
+        "import sys, qrecorder\n"
+        "assert 'mlflow' not in sys.modules\n"
+        f"qrecorder.R.set_uri({str('sqlite:///' + str(tmp_path / 'm.db'))!r})\n"
+        "assert 'mlflow' not in sys.modules  # set_uri only resolves the URI\n"
+        "qrecorder.R.list_experiments()\n"
+        "assert 'mlflow' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=tmp_path)
