@@ -136,3 +136,15 @@ print(R.get_recorder(recorder_id=R.list_recorders(experiment_name="fork").popite
 """
     out = run_python(code, store_dir)
     assert out.stdout.split() == ["RUNNING", "FINISHED"], out.stderr
+
+
+def test_local_mlflow_errors_are_not_retried():
+    from mlflow.exceptions import MlflowException, RestException
+
+    from qrecorder.mlflow.retry import is_transient
+
+    assert not is_transient(MlflowException("duplicate order_by field"))  # INTERNAL_ERROR, local
+    assert is_transient(MlflowException("(sqlite3.OperationalError) database is locked"))
+    assert is_transient(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}))
+    assert not is_transient(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}))
+    assert is_transient(ConnectionResetError())

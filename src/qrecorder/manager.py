@@ -118,8 +118,17 @@ class ExpManager:
         store_uri = resolve_uri(uri).uri if uri else self.default_uri
         if experiment_id is None and experiment_name is None:
             experiment_name = self._default_exp_name
-        exp, _ = self._get_or_create_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri)
-        exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
+        exp, _ = self._get_or_create_exp(
+            experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri, cached=True
+        )
+        try:
+            exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
+        except Exception:
+            if not self._forget_exp(exp):
+                raise
+            # The cached experiment may have been deleted or renamed by someone else: look again.
+            exp, _ = self._get_or_create_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri)
+            exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
         self._active.push(exp)
         return exp
 
@@ -159,10 +168,15 @@ class ExpManager:
         return exp
 
     def _get_or_create_exp(
-        self, experiment_id: str | None = None, experiment_name: str | None = None, uri: str | None = None
+        self,
+        experiment_id: str | None = None,
+        experiment_name: str | None = None,
+        uri: str | None = None,
+        cached: bool = False,
     ) -> tuple[Experiment, bool]:
         try:
-            return self._get_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=uri), False
+            exp = self._get_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=uri, cached=cached)
+            return exp, False
         except ExperimentNotFoundError:
             if experiment_id is not None and experiment_name is None:
                 raise
@@ -176,8 +190,20 @@ class ExpManager:
     def create_exp(self, experiment_name: str | None = None, uri: str | None = None) -> Experiment:
         raise NotImplementedError
 
-    def _get_exp(self, experiment_id: str | None = None, experiment_name: str | None = None, uri: str | None = None) -> Experiment:
+    def _get_exp(
+        self,
+        experiment_id: str | None = None,
+        experiment_name: str | None = None,
+        uri: str | None = None,
+        cached: bool = False,
+    ) -> Experiment:
+        """Look an experiment up; ``cached`` allows an answer remembered from earlier in this
+        process (used by start_exp, which looks again if starting a recorder then fails)."""
         raise NotImplementedError
+
+    def _forget_exp(self, exp: Experiment) -> bool:
+        """Drop ``exp`` from the lookup cache; True if it was there."""
+        return False
 
     def search_records(self, experiment_ids: Any = None, **kwargs: Any) -> Any:
         raise NotImplementedError

@@ -25,7 +25,6 @@ TRANSIENT_MARKERS = (
     "deadlock detected",
     "could not serialize access",
 )
-TRANSIENT_ERROR_CODES = ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR")
 TRANSIENT_HTTP = (429, 500, 502, 503, 504)
 
 
@@ -45,11 +44,11 @@ def is_transient(exc: BaseException) -> bool:
         pass
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    code = getattr(exc, "error_code", None)
-    status = getattr(exc, "get_http_status_code", None)
-    if callable(status):
+    if _is_server_reply(exc):
+        # Only an answer of a tracking server carries a meaningful HTTP status; a local
+        # MlflowException defaults to INTERNAL_ERROR (500) even for a user error.
         try:
-            if status() in TRANSIENT_HTTP and code != "INVALID_PARAMETER_VALUE":
+            if exc.get_http_status_code() in TRANSIENT_HTTP and getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":  # type: ignore[attr-defined]
                 return True
         except Exception:  # noqa: BLE001 - a status we cannot read is simply not transient
             pass
@@ -58,6 +57,14 @@ def is_transient(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and is_transient(cause)
+
+
+def _is_server_reply(exc: BaseException) -> bool:
+    try:
+        from mlflow.exceptions import RestException
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, RestException)
 
 
 def backoff_delays(budget: float, first: float = 0.05, cap: float = 5.0):

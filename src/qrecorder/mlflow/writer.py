@@ -64,6 +64,9 @@ class BatchWriter:
         self._high = min(high_watermark, self.max_pending)
         self._lock = threading.Lock()  # entered directly on the hot path (C-level, cheaper)
         self._cond = threading.Condition(self._lock)
+        # Held by whoever writes a batch (the thread, or a caller draining in flush), so that
+        # batches reach the store in the order they were queued.
+        self._write_mutex = threading.Lock()
         self._pending: list[tuple[Any, ...]] = []
         self._pending_count = 0
         self._submitted = 0  # values accepted so far (sequence number)
@@ -99,7 +102,13 @@ class BatchWriter:
                 self._cond.notify_all()
 
     def flush(self, run_id: str | None = None, timeout: float | None = None) -> None:
-        """Wait until everything submitted before this call is written; raise a run's failure."""
+        """Wait until everything submitted before this call is written; raise a run's failure.
+
+        Without a timeout the caller writes what is queued itself (no hand-off to the thread:
+        this is what makes ending a short run cheap); with one it waits for the thread.
+        """
+        if timeout is None and self._thread is not None and self._pid == os.getpid():
+            self._drain()
         with self._cond:
             target = self._submitted
             if self._done < target and self._thread is not None:
@@ -187,20 +196,29 @@ class BatchWriter:
                     and (remaining := deadline - time.monotonic()) > 0
                 ):
                     self._cond.wait(remaining)
+                closed = self._closed
+            self._drain(heartbeats=True)
+            with self._cond:
+                if closed and not self._pending:
+                    return
+
+    def _drain(self, heartbeats: bool = False) -> None:
+        """Write everything queued now, in order (the thread's loop, or a flushing caller)."""
+        with self._write_mutex:
+            with self._cond:
                 batch, self._pending = self._pending, []
                 count, self._pending_count = self._pending_count, 0
-                closed = self._closed
-                beat = self._heartbeat_due()
+                beat = self._heartbeat_due() if heartbeats else []
                 self._cond.notify_all()  # wake producers blocked on backpressure
             if beat:
                 batch.extend((rid, "t", [(HEARTBEAT_TAG, str(int(time.time())))]) for rid in beat)
-            if batch:
-                self._write(batch)
-            with self._cond:
-                self._done += count
-                self._cond.notify_all()
-                if closed and not self._pending:
-                    return
+            try:
+                if batch:
+                    self._write(batch)
+            finally:
+                with self._cond:
+                    self._done += count
+                    self._cond.notify_all()
 
     def _heartbeat_due(self) -> list[str]:
         now = time.monotonic()
