@@ -1,0 +1,340 @@
+"""Start and stop an MLflow tracking server for a team (``qrec server``).
+
+qrecorder does not invent a server: this module builds the ``mlflow server`` command line
+(PostgreSQL backend, proxied artifact store, host/port/workers, optional basic auth) and
+runs it as a child process group, so tests and ``qrec server`` can start, kill and restart it.
+
+Basic auth (``auth=True``) uses MLflow's own ``basic-auth`` app. Its configuration (an
+``basic_auth.ini`` plus the users database) is written into ``auth_dir``; the admin password
+comes from the environment variable ``QRECORDER_ADMIN_PASSWORD`` and is handed to MLflow
+through ``MLFLOW_AUTH_ADMIN_PASSWORD`` (never written to disk). The Flask secret key that
+MLflow requires for CSRF protection is taken from ``QRECORDER_SERVER_SECRET_KEY`` or made
+once and kept in ``auth_dir/secret_key`` (mode 0600) so that all workers and restarts agree.
+
+No MLflow import here: building the command must stay cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError, StoreUnavailableError
+
+ENV_ADMIN_PASSWORD = "QRECORDER_ADMIN_PASSWORD"
+ENV_ADMIN_USERNAME = "QRECORDER_ADMIN_USERNAME"
+ENV_SECRET_KEY = "QRECORDER_SERVER_SECRET_KEY"
+AUTH_INI = "basic_auth.ini"
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+
+
+def normalize_backend_uri(uri: str) -> str:
+    """Make a PostgreSQL URI use a driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; qrecorder depends on
+    psycopg2, so the bare form becomes ``postgresql+psycopg2://`` unless psycopg 3 exists.
+    """
+    text = uri.strip()
+    for bare in ("postgresql://", "postgres://"):
+        if text.startswith(bare):
+            rest = text[len(bare) :]
+            if importlib.util.find_spec("psycopg") is not None:
+                return "postgresql://" + rest
+            return "postgresql+psycopg2://" + rest
+    return text
+
+
+def redact(uri: str) -> str:
+    """``scheme://user:***@host/db`` for logs and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    return uri
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerConfig:
+    """What ``mlflow server`` is started with. See docs/team.md for a production layout."""
+
+    backend_store_uri: str
+    artifacts_destination: str = "./mlartifacts"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 4
+    auth: bool = False
+    auth_dir: Path | None = None  # basic_auth.ini, secret key, users db (default: ./qrec-auth)
+    auth_db_uri: str | None = None  # users database (default: sqlite in auth_dir)
+    default_permission: str = "READ"  # what a logged-in user may do on others' experiments
+    allowed_hosts: str | None = None  # MLflow's --allowed-hosts (needed beyond localhost)
+    cors_allowed_origins: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def resolved_auth_dir(self) -> Path:
+        return Path(self.auth_dir or "qrec-auth").expanduser().resolve()
+
+
+def _artifacts_destination(dest: str) -> str:
+    if "://" in dest:
+        return dest.rstrip("/")
+    return str(Path(dest).expanduser().resolve())
+
+
+def build_command(cfg: ServerConfig) -> list[str]:
+    """The ``mlflow server`` command line for ``cfg`` (run with this interpreter)."""
+    if cfg.workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1, got {cfg.workers}.")
+    if not (0 < cfg.port < 65536):
+        raise ConfigurationError(f"--port must be within 1..65535, got {cfg.port}.")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        normalize_backend_uri(cfg.backend_store_uri),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        _artifacts_destination(cfg.artifacts_destination),
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--workers",
+        str(cfg.workers),
+    ]
+    if cfg.allowed_hosts:
+        cmd += ["--allowed-hosts", cfg.allowed_hosts]
+    if cfg.cors_allowed_origins:
+        cmd += ["--cors-allowed-origins", cfg.cors_allowed_origins]
+    if cfg.auth:
+        cmd += ["--app-name", "basic-auth"]
+    cmd += list(cfg.extra_args)
+    return cmd
+
+
+def write_auth_config(cfg: ServerConfig) -> Path:
+    """Write ``basic_auth.ini`` into the auth folder and return its path (no password in it)."""
+    if cfg.default_permission not in PERMISSIONS:
+        raise ConfigurationError(
+            f"default_permission must be one of {', '.join(PERMISSIONS)}, got {cfg.default_permission!r}."
+        )
+    folder = cfg.resolved_auth_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    db_uri = cfg.auth_db_uri or "sqlite:///" + str(folder / "basic_auth.db")
+    admin = os.environ.get(ENV_ADMIN_USERNAME, "").strip() or "admin"
+    ini = folder / AUTH_INI
+    ini.write_text(
+        "[mlflow]\n"
+        f"default_permission = {cfg.default_permission}\n"
+        f"database_uri = {normalize_backend_uri(db_uri)}\n"
+        f"admin_username = {admin}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+    return ini
+
+
+def _secret_key(folder: Path) -> str:
+    key = os.environ.get(ENV_SECRET_KEY, "").strip()
+    if key:
+        return key
+    path = folder / "secret_key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    key = secrets.token_hex(32)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key)
+    return key
+
+
+def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the server process; with auth, the auth config is written here."""
+    env = dict(os.environ if base is None else base)
+    # A client-side tracking URI in the environment must not leak into the server.
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if cfg.auth:
+        password = env.get(ENV_ADMIN_PASSWORD, "")
+        if not password:
+            raise ConfigurationError(
+                f"Basic auth needs the admin password in the environment variable {ENV_ADMIN_PASSWORD} "
+                "(the admin user is created with it on first start)."
+            )
+        if len(password) < 12:
+            raise ConfigurationError(f"{ENV_ADMIN_PASSWORD} must be at least 12 characters long (MLflow's rule).")
+        ini = write_auth_config(cfg)
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = _secret_key(ini.parent)
+    return env
+
+
+class ServerProcess:
+    """An ``mlflow server`` child process group: start, wait until healthy, stop or kill."""
+
+    def __init__(self, cfg: ServerConfig, log_path: str | os.PathLike[str] | None = None) -> None:
+        self.cfg = cfg
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return self.cfg.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, wait: bool = True, timeout: float = 180.0) -> ServerProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        cmd = build_command(self.cfg)
+        env = build_env(self.cfg)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the server runs
+            out = self._log_file
+        else:
+            out = None
+        # A new session: the server, uvicorn and its workers share one process group that
+        # stop()/kill() signal as a whole.
+        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise StoreUnavailableError(
+                    f"mlflow server exited with code {self.proc.returncode} before it was ready"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                    + f": {self.tail_log()}"
+                )
+            if is_healthy(self.url):
+                return
+            time.sleep(0.3)
+        raise StoreUnavailableError(f"mlflow server at {self.url} was not healthy within {timeout:.0f}s: {self.tail_log()}")
+
+    def tail_log(self, chars: int = 2000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the group, then SIGKILL what is left after ``timeout``."""
+        if self.proc is None:
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(10)
+        self._signal_group(signal.SIGKILL)  # workers that outlived their parent
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash, for resilience tests)."""
+        if self.proc is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310 - our URL
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def create_user(url: str, username: str, password: str, *, admin_user: str, admin_password: str, permission: str | None = None,
+                experiment_id: str | None = None) -> None:
+    """Create a user on a basic-auth server (as admin); optionally grant it on an experiment."""
+    import base64
+    import json
+
+    token = base64.b64encode(f"{admin_user}:{admin_password}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+
+    def post(path: str, body: dict[str, str]) -> None:
+        req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30):  # noqa: S310 - our URL
+                pass
+        except urllib.error.HTTPError as exc:
+            raise ConfigurationError(f"The server refused {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+
+    post("/api/2.0/mlflow/users/create", {"username": username, "password": password})
+    if permission is not None and experiment_id is not None:
+        post(
+            "/api/2.0/mlflow/experiments/permissions/create",
+            {"experiment_id": experiment_id, "username": username, "permission": permission},
+        )
+
+
+def mlflow_ui_command(backend_store_uri: str, host: str, port: int, artifacts_destination: str | None = None) -> list[str]:
+    """``mlflow ui`` for a local store (one worker, artifacts served from where runs keep them)."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", normalize_backend_uri(backend_store_uri),
+           "--host", host, "--port", str(port), "--workers", "1"]
+    if artifacts_destination:
+        cmd += ["--artifacts-destination", _artifacts_destination(artifacts_destination)]
+    return cmd
+
+
+def which_mlflow() -> str | None:
+    return shutil.which("mlflow")
