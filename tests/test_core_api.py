@@ -262,3 +262,63 @@ def test_positional_arguments_of_older_qlib_releases(R):
     R.start_exp("old_style", "rec2")
     R.end_exp("FAILED")
     assert R.get_recorder(recorder_name="rec2", experiment_name="old_style").status == "FAILED"
+
+
+def test_reads_see_values_logged_just_before(R):
+    with R.start(experiment_name="fresh"):
+        R.log_metrics(score=0.5)
+        exp_id = R.get_exp().id
+        df = R.search_records([exp_id])
+        assert list(df["metrics.score"]) == [0.5]
+        recs = R.list_recorders(experiment_name="fresh")
+        assert next(iter(recs.values())).list_metrics() == {"score": 0.5}
+
+
+def test_start_with_recorder_id_alone_resumes_it_in_its_experiment(R):
+    with R.start(experiment_name="home", recorder_name="r"):
+        rid = R.get_recorder().id
+    with R.start(recorder_id=rid):
+        assert R.get_exp().name == "home"
+        R.log_metrics(more=1.0)
+    assert R.get_recorder(recorder_id=rid).list_metrics() == {"more": 1.0}
+
+
+def test_store_calls_work_while_other_threads_run(R):
+    import threading
+
+    from qrecorder import AmbiguousActiveRunError
+
+    started, release = threading.Barrier(3), threading.Event()
+
+    def work(i: int) -> None:
+        with R.start(experiment_name="busy", recorder_name=f"t{i}"):
+            started.wait()
+            release.wait(30)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    started.wait()
+    try:
+        assert R.get_uri().startswith("sqlite:///")
+        assert "busy" in R.list_experiments()
+        assert len(R.list_recorders(experiment_name="busy")) == 2
+        with pytest.raises(AmbiguousActiveRunError):
+            R.log_metrics(x=1.0)
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+
+
+def test_odd_object_names_and_resumed_long_params(R):
+    long_value = "v" * 7000
+    with R.start(experiment_name="odd"):
+        R.save_objects(**{"my pred (v2).pkl": [1, 2]})
+        R.log_params(config=long_value)
+        rid = R.get_recorder().id
+    rec = R.get_recorder(recorder_id=rid)
+    assert rec.load_object("my pred (v2).pkl") == [1, 2]
+    with R.start(recorder_id=rid, resume=True):
+        R.log_params(config=long_value)  # the same long value again: no conflict
+    assert R.get_recorder(recorder_id=rid).list_params()["config"] == long_value

@@ -140,3 +140,13 @@ def test_sigkill_loses_at_most_the_last_flush_interval(store_dir: Path):
     assert status == "RUNNING" and int(count) > 100
     assert killed_at - float(last_value) <= 1.0  # at most the last flush interval (+ write) lost
     assert run_id in stale and after == "FAILED"
+
+
+def test_sigterm_without_an_open_run_keeps_the_default_action(store_dir: Path):
+    """Importing qrecorder, or having finished a run, must not change what SIGTERM does."""
+    for body in ("", "with R.start(experiment_name='done'):\n    R.log_metrics(a=1)\n"):
+        code = "import sys, time\nfrom qrecorder import R\n" + body + "print('ready', flush=True)\ntime.sleep(60)\n"
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=store_dir, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM

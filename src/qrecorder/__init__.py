@@ -9,6 +9,7 @@ from __future__ import annotations
 from .api import QlibRecorder
 from .errors import (
     AccessDeniedError,
+    AmbiguousActiveRunError,
     ConfigurationError,
     ExpAlreadyExistError,
     ExperimentDeletedError,
@@ -46,6 +47,7 @@ __all__ = [
     "Recorder",
     "MLflowExpManager",
     "AccessDeniedError",
+    "AmbiguousActiveRunError",
     "ConfigurationError",
     "ExpAlreadyExistError",
     "ExperimentDeletedError",

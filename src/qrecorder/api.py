@@ -168,7 +168,7 @@ class QlibRecorder:
             if experiment_id is None and experiment_name is None:
                 return self._active_recorder("get_recorder")
         elif recorder_id is not None and experiment_id is None and experiment_name is None:
-            active = self._active_experiment()
+            active = self.exp_manager._active.own()
             if active is None or active.active_recorder is None or active.active_recorder.id != recorder_id:
                 return self.exp_manager.recorder_by_id(recorder_id)  # type: ignore[attr-defined]
             return active.active_recorder

@@ -52,8 +52,14 @@ class RecorderNotFoundError(QRecorderError, ValueError):
     """No recorder has the given id or name in the experiment."""
 
 
-class NoActiveRecorderError(QRecorderError, RuntimeError):
-    """An operation needs an active recorder but none is running in this thread."""
+class NoActiveRecorderError(QRecorderError, ValueError, RuntimeError):
+    """An operation needs an active recorder but none is running in this thread.
+
+    A ValueError too, as Qlib raised ValueError("No valid active recorder exists...")."""
+
+
+class AmbiguousActiveRunError(QRecorderError, RuntimeError):
+    """Several threads have active runs and this thread has none: R cannot tell which to log to."""
 
 
 class RecorderStateError(QRecorderError, RuntimeError):

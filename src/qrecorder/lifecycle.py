@@ -44,6 +44,7 @@ def add_exit_hook(hook) -> None:  # type: ignore[no-untyped-def]
 def register(recorder: Recorder) -> None:
     """Remember a started recorder until it ends; install the exit/SIGTERM hooks once."""
     _install()
+    _install_signal_handler()
     with _lock:
         _running[id(recorder)] = recorder
 
@@ -71,15 +72,22 @@ def status_for_exception(exc: BaseException | None) -> str:
     return Recorder.STATUS_FA
 
 
+def _install_signal_handler() -> None:
+    """SIGTERM → TerminatedBySignal, installed when a run starts in the main thread and no
+    other handler is set. With no run open it behaves as the default (after a flush)."""
+    global _signal_installed
+    if _signal_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _signal_installed = True
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # pragma: no cover - e.g. embedded interpreters
+        pass
+
+
 def _install() -> None:
-    global _installed, _signal_installed
-    if not _signal_installed and threading.current_thread() is threading.main_thread():
-        _signal_installed = True
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):  # pragma: no cover - e.g. embedded interpreters
-            pass
+    global _installed
     if _installed:
         return
     _installed = True
@@ -96,6 +104,16 @@ def _install() -> None:
 def _on_sigterm(signum: int, _frame: object) -> None:
     from .recorder import Recorder
 
+    if not running():
+        # No run to mark KILLED: write what is queued, then die as the default action would.
+        for hook in list(_exit_hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - the process is being terminated
+                pass
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _exit_reason["status"] = Recorder.STATUS_K
     raise TerminatedBySignal(signum)
 

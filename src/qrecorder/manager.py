@@ -11,16 +11,12 @@ import logging
 import threading
 from typing import Any
 
-from .errors import ExpAlreadyExistError, ExperimentNotFoundError, QRecorderError
+from .errors import AmbiguousActiveRunError, ExpAlreadyExistError, ExperimentNotFoundError
 from .experiment import Experiment
 from .recorder import Recorder
 from .uri import configured_uri, resolve_uri
 
 logger = logging.getLogger("qrecorder")
-
-
-class AmbiguousActiveRunError(QRecorderError, RuntimeError):
-    """Several threads have active runs and this thread has none: R cannot tell which to use."""
 
 
 class ActiveExperiments:
@@ -44,7 +40,14 @@ class ActiveExperiments:
                 del self._stacks[threading.get_ident()]
             return exp
 
+    def own(self) -> Experiment | None:
+        """This thread's innermost active experiment (no fallback to other threads)."""
+        with self._lock:
+            stack = self._stacks.get(threading.get_ident())
+            return stack[-1] if stack else None
+
     def current(self) -> Experiment | None:
+        """This thread's run, else the process's only active run; ambiguous → error."""
         with self._lock:
             stack = self._stacks.get(threading.get_ident())
             if stack:
@@ -90,7 +93,10 @@ class ExpManager:
     @property
     def uri(self) -> str:
         """The URI of the run started in this thread with ``start_exp(uri=...)``, else the default."""
-        exp = self._active.current()
+        try:
+            exp = self._active.current()
+        except AmbiguousActiveRunError:
+            exp = None  # finding the store must not depend on which thread's run is meant
         if exp is not None:
             return getattr(exp, "uri", None) or self.default_uri
         return self.default_uri
@@ -117,7 +123,10 @@ class ExpManager:
         """Get or create the experiment, start a recorder in it, make both active in this thread."""
         store_uri = resolve_uri(uri).uri if uri else self.default_uri
         if experiment_id is None and experiment_name is None:
-            experiment_name = self._default_exp_name
+            if recorder_id is not None:
+                experiment_id = self._experiment_id_of_recorder(recorder_id, store_uri)
+            else:
+                experiment_name = self._default_exp_name
         exp, _ = self._get_or_create_exp(
             experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri, cached=True
         )
@@ -199,6 +208,10 @@ class ExpManager:
     ) -> Experiment:
         """Look an experiment up; ``cached`` allows an answer remembered from earlier in this
         process (used by start_exp, which looks again if starting a recorder then fails)."""
+        raise NotImplementedError
+
+    def _experiment_id_of_recorder(self, recorder_id: str, uri: str) -> str:
+        """The experiment holding ``recorder_id`` (so it can be resumed by id alone)."""
         raise NotImplementedError
 
     def _forget_exp(self, exp: Experiment) -> bool:

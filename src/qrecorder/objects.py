@@ -162,4 +162,11 @@ def load_from_file(
 
 
 def checksum_tag(name: str) -> str:
-    return CHECKSUM_TAG_PREFIX + name
+    """The run tag holding an object's SHA-256. Names MLflow refuses as tag keys (spaces are
+    fine, parentheses are not) get a key derived from a hash of the name instead."""
+    from .validation import _KEY_RE, MAX_KEY_LENGTH
+
+    key = CHECKSUM_TAG_PREFIX + name
+    if len(key) <= MAX_KEY_LENGTH and _KEY_RE.match(key) and ".." not in key and "//" not in key:
+        return key
+    return CHECKSUM_TAG_PREFIX + "name-sha1-" + hashlib.sha1(name.encode("utf-8")).hexdigest()

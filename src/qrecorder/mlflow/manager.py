@@ -119,6 +119,9 @@ class MLflowExpManager(ExpManager):
             experiment_ids = [experiment_ids]
         return search_records_frame(store, [str(e) for e in experiment_ids], **kwargs)
 
+    def _experiment_id_of_recorder(self, recorder_id: str, uri: str) -> str:
+        return _recorder_by_id(self.store(uri), recorder_id).experiment_id
+
     def recorder_by_id(self, recorder_id: str) -> MLflowRecorder:
         """Any recorder of the current store by id, whatever its experiment."""
         return _recorder_by_id(self.store(), recorder_id)
@@ -139,6 +142,7 @@ def search_records_frame(
     """
     from . import fastread
 
+    store.sync()
     frame = fastread.search_frame(
         store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by
     )

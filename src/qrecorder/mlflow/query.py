@@ -27,6 +27,7 @@ def search_runs(
     order_by: Sequence[str] | None = None,
 ) -> list[Run]:
     """All matching runs (or the first ``max_results``), newest first unless ``order_by``."""
+    store.sync()
     from . import fastread  # plain SQL on SQLite/PostgreSQL; None: it cannot answer exactly
 
     fast = fastread.search_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by)

@@ -153,10 +153,13 @@ class MLflowRecorder(Recorder):
                 raise RecorderNotFoundError(f"Recorder {self.id} is deleted and cannot be resumed.")
             calls.call(client.update_run, self.id, status=Recorder.STATUS_R)
             calls.call(client.log_batch, self.id, tags=_run_tags(tags))
-            with self._params_lock:
-                self._params.update(run.data.params)
             resumed = True
         self._apply_run(run)
+        if resumed:
+            # Known params, whole (a long value is stored shortened, with its full text aside).
+            full = {k: self._expand(v) for k, v in run.data.params.items()}
+            with self._params_lock:
+                self._params.update(full)
         self.status = Recorder.STATUS_R
         if resumed:
             self.start_time = self._now_text()

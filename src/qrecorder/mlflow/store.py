@@ -76,6 +76,11 @@ class Store:
         """The SQLAlchemy engine of a SQL store (for the fast read path), else None."""
         return getattr(_sql_store(self.client), "engine", None)
 
+    def sync(self) -> None:
+        """Make values this process queued visible to the reads that follow."""
+        if self._writer is not None:
+            self._writer.sync()
+
     @contextlib.contextmanager
     def creation_lock(self) -> Iterator[None]:
         """Serialize get-or-create of experiments where the store itself does not."""

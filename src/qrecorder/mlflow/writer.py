@@ -132,6 +132,11 @@ class BatchWriter:
                 rid = next(iter(self._errors))
                 self._raise_pending_error(rid)
 
+    def sync(self) -> None:
+        """Write what is queued now (reads after it see it); failures stay with their runs."""
+        if self._thread is not None and self._pid == os.getpid() and self._pending:
+            self._drain()
+
     def raise_if_failed(self, run_id: str) -> None:
         with self._cond:
             self._raise_pending_error(run_id)
