@@ -1,4 +1,4 @@
-"""Python objects as artifacts: pickle protocol 5 with a SHA-256 taken in the same pass.
+"""Python objects as artifacts: pickle protocol 5 with a SHA-256 computed alongside.
 
 Why: Qlib pickled into a temp folder, then MLflow copied the file into the artifact store,
 and loading downloaded it into yet another temp folder. For local stores qrecorder writes
@@ -12,6 +12,8 @@ import hashlib
 import io
 import os
 import pickle
+import queue
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,46 +48,48 @@ SAFE_BUILTINS = frozenset(
 
 
 class _HashingWriter(io.RawIOBase):
+    """File wrapper that hashes what the pickler writes, in a second thread.
+
+    hashlib and file writes both release the GIL, so on two cores the SHA-256 costs little
+    beyond the write itself. Chunks are hashed in order; at most ``_MAX_QUEUED`` wait.
+    """
+
+    _MAX_QUEUED = 256
+
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self.digest = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[Any] = queue.Queue(self._MAX_QUEUED)
+        self._thread = threading.Thread(target=self._hash_loop, name="qrecorder-sha256", daemon=True)
+        self._thread.start()
+
+    def _hash_loop(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._digest.update(chunk)
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self.digest.update(data)
+        self._queue.put(data)  # the pickler does not reuse a buffer it has handed to write()
         return self._raw.write(data)
 
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._digest.hexdigest()
 
-class _HashingReader:
-    """File wrapper that hashes what the unpickler reads."""
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.digest = hashlib.sha256()
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.digest.update(data)
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        n = self._raw.readinto(buf)
-        if n:
-            self.digest.update(memoryview(buf)[:n])
-        return n
-
-    def readline(self, size: int = -1) -> bytes:
-        data = self._raw.readline(size)
-        self.digest.update(data)
-        return data
-
-    def finish(self) -> str:
-        """Hash whatever the unpickler left unread, then return the hex digest."""
-        while chunk := self._raw.read(1 << 20):
-            self.digest.update(chunk)
-        return self.digest.hexdigest()
+def _sha256_of_file(path: Path, out: list[str]) -> None:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    out.append(digest.hexdigest())
 
 
 def dump_to_file(obj: Any, path: Path, name: str) -> str:
@@ -95,7 +99,12 @@ def dump_to_file(obj: Any, path: Path, name: str) -> str:
     try:
         with open(tmp, "wb", buffering=1 << 20) as raw:
             writer = _HashingWriter(raw)
-            pickle.dump(obj, writer, protocol=PICKLE_PROTOCOL)
+            try:
+                pickle.dump(obj, writer, protocol=PICKLE_PROTOCOL)
+            except BaseException:
+                writer.abandon()
+                raise
+            digest = writer.hexdigest()
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -105,7 +114,7 @@ def dump_to_file(obj: Any, path: Path, name: str) -> str:
                 "picklable (e.g. the model's state) or write a file and pass local_path=."
             ) from exc
         raise
-    return writer.digest.hexdigest()
+    return digest
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -141,21 +150,28 @@ def load_from_file(
     """Unpickle ``path``, verifying the SHA-256 recorded at save time when there is one."""
     if not path.is_file():
         raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).")
+    # The checksum is computed by a second thread reading the same (cached) file while this
+    # one unpickles; the object is only returned once both agree.
+    digests: list[str] = []
+    hasher = None
+    if expected_sha256 is not None:
+        hasher = threading.Thread(target=_sha256_of_file, args=(path, digests), name="qrecorder-sha256", daemon=True)
+        hasher.start()
     try:
         with open(path, "rb", buffering=1 << 20) as raw:
-            reader = _HashingReader(raw)
             if restricted:
-                obj = RestrictedUnpickler(reader, allowed_modules or DEFAULT_ALLOWED_MODULES).load()
+                obj = RestrictedUnpickler(raw, allowed_modules or DEFAULT_ALLOWED_MODULES).load()
             else:
-                obj = (unpickler or pickle.Unpickler)(reader).load()
-            digest = reader.finish()
-    except LoadObjectError:
-        raise
+                obj = (unpickler or pickle.Unpickler)(raw).load()
     except Exception as exc:
         raise LoadObjectError(f"Artifact {name!r} could not be unpickled: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if hasher is not None:
+            hasher.join()
+    digest = digests[0] if digests else None
     if expected_sha256 is not None and digest != expected_sha256:
         raise LoadObjectError(
-            f"Artifact {name!r} is corrupt: its SHA-256 is {digest[:16]}..., but {expected_sha256[:16]}... "
+            f"Artifact {name!r} is corrupt: its SHA-256 is {(digest or 'unreadable')[:16]}..., but {expected_sha256[:16]}... "
             "was recorded when it was saved. Save it again."
         )
     return obj
