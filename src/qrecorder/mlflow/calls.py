@@ -32,7 +32,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                     f"The tracking store stayed busy or unreachable for {retry.retry_budget_seconds():.0f}s "
                     f"(QRECORDER_RETRY_SECONDS): {exc}"
                 ) from exc
-            logger.debug("qrecorder: transient store error (%s); retrying in %.2fs", exc, delay)
+            logger.warning("qrecorder: store busy or unreachable (%s); retrying in %.2fs", exc, delay)
             time.sleep(delay)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import lifecycle
 from ..errors import LoggingFailedError, StoreUnavailableError
-from . import calls, retry
+from . import calls
 
 logger = logging.getLogger("qrecorder")
 
@@ -267,25 +267,10 @@ class BatchWriter:
             self._with_retry(run_id, self._client.log_batch, run_id, metrics=m, params=p, tags=t, synchronous=True)
 
     def _with_retry(self, run_id: str, fn: Any, *args: Any, **kwargs: Any) -> None:
-        delays = retry.backoff_delays(retry.retry_budget_seconds())
-        while True:
-            try:
-                fn(*args, **kwargs)
-                return
-            except Exception as exc:
-                denied = calls.access_denied(exc)
-                if denied is not None:
-                    raise denied from exc
-                if not retry.is_transient(exc):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise StoreUnavailableError(
-                        f"The tracking store stayed unreachable for {retry.retry_budget_seconds():.0f}s "
-                        f"(QRECORDER_RETRY_SECONDS); values of run {run_id} were not written. Last error: {exc}"
-                    ) from exc
-                logger.warning("qrecorder: store busy or unreachable (%s); retrying in %.2fs", exc, delay)
-                time.sleep(delay)
+        try:
+            calls.call(fn, *args, **kwargs)  # retries busy/unreachable stores within the budget
+        except StoreUnavailableError as exc:
+            raise StoreUnavailableError(f"Values of run {run_id} were not written: {exc}") from exc
 
 
 def _dedupe(metrics: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
