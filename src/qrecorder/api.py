@@ -242,9 +242,7 @@ def _record_exception(recorder: Recorder | None, exc: BaseException) -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     with contextlib.suppress(Exception):
         recorder.set_tags(**{"qrecorder.exception": summary})
-        write = getattr(recorder, "_write_text", None)
-        if write is not None:
-            write(text, "traceback.txt")
+        recorder.log_text(text, "traceback.txt")
 
 
 __all__ = ["QlibRecorder", "ExperimentNotFoundError"]

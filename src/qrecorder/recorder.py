@@ -183,7 +183,14 @@ class Recorder:
             raise SaveObjectError(f"log_artifact: {str(path)!r} does not exist.")
         self._log_local_path(path, _clean_artifact_path(artifact_path) if artifact_path else None)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Save ``text`` as the artifact ``artifact_file`` (e.g. "notes/summary.md")."""
+        self._write_text(str(text), _clean_artifact_path(artifact_file))
+
     # ------------------------------------------------------------------ backend hooks
+    def _write_text(self, text: str, artifact_file: str) -> None:
+        raise NotImplementedError
+
     def _is_started(self) -> bool:
         raise NotImplementedError
 
