@@ -123,3 +123,14 @@ def test_saves_from_threads_do_not_clash(R):
         for t in threads:
             t.join()
     assert [rec.load_object(f"o{i}") for i in range(8)] == [list(range(i)) for i in range(8)]
+
+
+def test_unwritable_artifact_path_is_a_clear_error(R):
+    with R.start(experiment_name="objs"):
+        rec = R.get_recorder()
+        art = Path(rec.get_local_dir()) / "artifacts"
+        (art / "blocker").write_text("a file where a folder is needed")
+        with pytest.raises(SaveObjectError, match="could not be written"):
+            R.save_objects(**{"x": 1}, artifact_path="blocker")
+        R.save_objects(ok=1)  # the run is intact
+    assert rec.status == "FINISHED" and rec.load_object("ok") == 1

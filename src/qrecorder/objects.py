@@ -94,9 +94,9 @@ def _sha256_of_file(path: Path, out: list[str]) -> None:
 
 def dump_to_file(obj: Any, path: Path, name: str) -> str:
     """Pickle ``obj`` to ``path`` atomically (temp name, then rename); return its SHA-256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb", buffering=1 << 20) as raw:
             writer = _HashingWriter(raw)
             try:
@@ -107,11 +107,17 @@ def dump_to_file(obj: Any, path: Path, name: str) -> str:
             digest = writer.hexdigest()
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError, RecursionError)):
             raise SaveObjectError(
                 f"Object {name!r} ({type(obj).__name__}) cannot be pickled: {exc}. Save something "
                 "picklable (e.g. the model's state) or write a file and pass local_path=."
+            ) from exc
+        if isinstance(exc, OSError):
+            raise SaveObjectError(
+                f"Object {name!r} could not be written to {path}: {exc.strerror or exc}. Check the disk "
+                "space and the permissions of the artifact folder."
             ) from exc
         raise
     return digest
