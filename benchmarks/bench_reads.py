@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _workload import build_runs_db, timed  # noqa: E402
 
-TARGETS = {"list_recorders": 0.3, "search_records": 0.5, "get_recorder by name": 0.020}
+TARGETS = {"list_recorders": 0.3, "search_records": 0.5, "get_recorder by name": 0.020, "qrec runs EXP (new process)": 1.0}
 
 
 def main() -> None:
@@ -76,6 +77,16 @@ def main() -> None:
     row("recorder.list_metrics (one run)", t_m, base_get, "baseline MlflowClient.get_run")
     t_p, _ = timed(rec.list_params, repeat=20)
     row("recorder.list_params (one run)", t_p, base_get, "")
+
+    # The CLI as a user runs it: a fresh `qrec runs` process over the whole experiment.
+    qrec = str(Path(sys.executable).with_name("qrec"))
+    env = {**os.environ, "QRECORDER_URI": uri}
+
+    def cli_runs() -> None:
+        subprocess.run([qrec, "runs", "bench"], env=env, check=True, capture_output=True)
+
+    t_cli, _ = timed(cli_runs, repeat=3)
+    row("qrec runs EXP (new process)", t_cli, None, "whole command: interpreter start, query, table")
 
     # The same qrecorder calls with the fast path switched off (MLflow's API underneath).
     os.environ["QRECORDER_FAST_READS"] = "0"
