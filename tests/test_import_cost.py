@@ -20,11 +20,9 @@ def test_import_qrecorder_does_not_import_mlflow() -> None:
     out = subprocess.run(
         [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=120
     )
-    elapsed, heavy = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own output
+    _elapsed, heavy = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own output
     assert heavy == [], f"import qrecorder pulled in {heavy}"
-    # The benchmark's target is 0.3 s (benchmarks/bench_import.py); CI machines vary, so the
-    # test only guards against MLflow-sized regressions.
-    assert elapsed < 1.5, f"import qrecorder took {elapsed:.2f}s"
+    # Its speed (target 0.3 s) is measured in benchmarks/bench_import.py, not asserted here.
 
 
 def test_using_a_store_imports_mlflow_lazily(tmp_path) -> None:

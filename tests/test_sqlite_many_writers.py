@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,6 @@ def test_eight_processes_write_one_fresh_sqlite(tmp_path: Path) -> None:
     uri = f"sqlite:///{db}"
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(runs=RUNS, steps=STEPS))
-    t0 = time.monotonic()
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), uri, str(w)],
@@ -48,7 +46,6 @@ def test_eight_processes_write_one_fresh_sqlite(tmp_path: Path) -> None:
         for w in range(PROCESSES)
     ]
     outs = [p.communicate(timeout=170) for p in procs]
-    elapsed = time.monotonic() - t0
     for w, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
         assert p.returncode == 0, f"worker {w} failed:\n{err[-3000:]}"
         assert f"done {w}" in out
@@ -82,4 +79,3 @@ def test_eight_processes_write_one_fresh_sqlite(tmp_path: Path) -> None:
         assert len(R.list_recorders(experiment_name="many")) == PROCESSES * RUNS
     finally:
         con.close()
-    assert elapsed < 180, f"took {elapsed:.0f}s"
