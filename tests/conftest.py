@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,13 +64,13 @@ def pg_admin_uri() -> str:
     return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 
 
-@pytest.fixture
-def pg_uri(pg_admin_uri: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database(admin_uri: str, prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URI, drop it (and its sessions) after."""
     import psycopg2
 
-    name = f"qrec_core_{uuid.uuid4().hex[:10]}"
-    con = psycopg2.connect(pg_admin_uri)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    con = psycopg2.connect(admin_uri)
     con.autocommit = True
     con.cursor().execute(f"CREATE DATABASE {name}")
     try:
@@ -82,6 +83,13 @@ def pg_uri(pg_admin_uri: str) -> Iterator[str]:
         )
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
         con.close()
+
+
+@pytest.fixture
+def pg_uri(pg_admin_uri: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with fresh_pg_database(pg_admin_uri, "qrec_core") as uri:
+        yield uri
 
 
 def run_python(code: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

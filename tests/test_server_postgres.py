@@ -10,11 +10,11 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fresh_pg_database
 
 from qrecorder.server import ServerConfig, ServerProcess, create_user, free_port
 
@@ -26,20 +26,8 @@ READER_PASSWORD = "reader-password-123"
 
 @pytest.fixture(scope="session")
 def srv_db(pg_admin_uri: str) -> Iterator[str]:
-    import psycopg2
-
-    name = f"qrec_srv_{uuid.uuid4().hex[:10]}"
-    con = psycopg2.connect(pg_admin_uri)
-    con.autocommit = True
-    con.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        cur = con.cursor()
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,))
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        con.close()
+    with fresh_pg_database(pg_admin_uri, "qrec_srv") as uri:
+        yield uri
 
 
 def _server(db: str, folder: Path, workers: int = 2, auth: bool = False) -> ServerProcess:

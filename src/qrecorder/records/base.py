@@ -45,6 +45,18 @@ class RecordTemp:
         """Artifact names this record writes (relative to its artifact path)."""
         return []
 
+    def _prepare(self, skip_existing: bool) -> bool:
+        """Qlib's ``skip_existing``: True when this record's artifacts are all there already
+        (nothing to do); otherwise check that the records it depends on were generated."""
+        if skip_existing:
+            try:
+                self.check(include_self=True, parents=False)
+                return True
+            except FileNotFoundError:
+                pass
+        self.check()
+        return False
+
     def check(self, include_self: bool = False, parents: bool = True) -> None:
         """Raise FileNotFoundError if an artifact this record needs is missing."""
         names = [(type(self), n) for n in self.list()] if include_self else []

@@ -66,13 +66,8 @@ class PortAnaRecord(RecordTemp):
         self.skip_existing = skip_existing
 
     def generate(self, **kwargs: Any) -> None:
-        if self.skip_existing:
-            try:
-                self.check(include_self=True, parents=False)
-                return
-            except FileNotFoundError:
-                pass
-        self.check()
+        if self._prepare(self.skip_existing):
+            return
         pred = self.load("pred.pkl").iloc[:, 0]
         label = self.load("label.pkl").iloc[:, 0]
         if self.start_time is not None or self.end_time is not None:

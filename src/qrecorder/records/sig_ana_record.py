@@ -22,13 +22,8 @@ class SigAnaRecord(RecordTemp):
         self.skip_existing = skip_existing
 
     def generate(self, **kwargs: Any) -> None:
-        if self.skip_existing:
-            try:
-                self.check(include_self=True, parents=False)
-                return
-            except FileNotFoundError:
-                pass
-        self.check()
+        if self._prepare(self.skip_existing):
+            return
         pred = self.load("pred.pkl").iloc[:, 0]
         label = self.load("label.pkl").iloc[:, self.label_col]
         ic, ric = calc_ic(pred, label)
