@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("QRECORDER_URI", "MLFLOW_TRACKING_URI")}
     return subprocess.run(
-        [sys.executable, str(REPO / "examples" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, str(REPO / "examples" / script), *args], cwd=cwd, capture_output=True, text=True,
+        timeout=300, env=env,
     )
 
 

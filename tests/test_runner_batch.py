@@ -108,3 +108,20 @@ def test_run_all_unknown_model_is_a_clear_error(tmp_path, sqlite_uri):
     assert res.returncode == 2
     assert "unknown model name(s) ['Transformer']; available: ['Linear']" in res.stderr
     assert str(bench) in res.stderr
+
+
+def test_run_all_in_process_leaves_no_global_state_behind(R, store_dir, monkeypatch):
+    """run_all called as a library: R's store and the process environment are as before."""
+    import os
+
+    from qrecorder.runner.batch import run_all
+
+    monkeypatch.delenv("QRECORDER_URI", raising=False)
+    bench = write_bench(store_dir / "bench", {"Linear": LINEAR})
+    other = f"sqlite:///{store_dir / 'batch.db'}"
+    before = R.get_uri()
+    result = run_all(bench, times=1, workers=1, uri=other, out_dir=store_dir / "out", progress=False, report=False)
+    assert R.get_uri() == before and "QRECORDER_URI" not in os.environ
+    with R.uri_context(other):
+        runs = R.search_records([R.get_exp(experiment_name="run_all_model", create=False).id])
+    assert list(runs["status"]) == ["FINISHED"] and result.experiment_name == "run_all_model"

@@ -8,6 +8,7 @@ this batch still RUNNING afterwards is marked KILLED by the parent; rerunning re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -125,10 +126,23 @@ def run_all(
     if env not in ("none", "venv"):
         raise RunnerError(f"--env must be 'none' or 'venv', not {env!r}")
     workers = workers or os.cpu_count() or 1
-    if uri:
-        R.set_uri(uri)
-    uri = R.get_uri()
-    os.environ["QRECORDER_URI"] = uri  # workers inherit the store explicitly
+    with R.uri_context(uri) if uri else contextlib.nullcontext():
+        return _run_all(
+            bench_dir, times=times, models=models, dataset=dataset, universe=universe, exclude=exclude,
+            workers=workers, executor=executor, env=env, retries=retries, base_seed=base_seed,
+            experiment_name=experiment_name, out_dir=out_dir, baseline=baseline, resume=resume,
+            progress=progress, ray_address=ray_address, grace=grace, report=report, t0=t0,
+        )
+
+
+def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, universe: str, exclude: bool,
+             workers: int, executor: str, env: str, retries: int, base_seed: int, experiment_name: str,
+             out_dir: str | Path, baseline: str | None, resume: bool, progress: bool, ray_address: str | None,
+             grace: float, report: bool, t0: float) -> BatchResult:
+    """run_all's body, with R pointed at the batch's store (restored afterwards)."""
+    from qrecorder import R
+
+    uri = R.get_uri()  # workers get the store explicitly, through their environment
     configs = discover(bench_dir, models=models, dataset=dataset, universe=universe, exclude=exclude)
     cells = make_cells(configs, times, base_seed)
     batch = uuid.uuid4().hex[:10]
@@ -138,7 +152,7 @@ def run_all(
     if executor == "ray":
         ex = RayExecutor(workers, address=ray_address, env={"QRECORDER_URI": uri})
     else:
-        ex = LocalExecutor(workers, log_dir)
+        ex = LocalExecutor(workers, log_dir, env={"QRECORDER_URI": uri})
         if env == "none":
             ex.prestart(len(cells))
     try:

@@ -231,11 +231,12 @@ class RayExecutor:
 
 
 def _ray_run(task: dict[str, Any]) -> dict[str, Any]:
+    from qrecorder import R
     from qrecorder.runner.worker import run_one
 
-    os.environ.setdefault("QRECORDER_URI", task["uri"])
     try:
-        return run_one(task)
+        with R.uri_context(task["uri"]):  # not os.environ: Ray's local mode runs tasks in the driver
+            return run_one(task)
     except KeyboardInterrupt:
         return {"event": "done", "task_id": task["task_id"], "ok": False, "killed": True, "recorder_id": None,
                 "error": "interrupted"}
