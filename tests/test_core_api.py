@@ -322,3 +322,18 @@ def test_odd_object_names_and_resumed_long_params(R):
     with R.start(recorder_id=rid, resume=True):
         R.log_params(config=long_value)  # the same long value again: no conflict
     assert R.get_recorder(recorder_id=rid).list_params()["config"] == long_value
+
+
+def test_experiment_renamed_or_deleted_by_someone_else_is_noticed(R):
+    from qrecorder import ExperimentDeletedError
+
+    with R.start(experiment_name="moving"):
+        pass
+    exp = R.get_exp(experiment_name="moving", create=False)
+    exp.client.rename_experiment(exp.id, "moved")  # another process renames it
+    with R.start(experiment_name="moving"):
+        assert R.get_exp().id != exp.id  # a new experiment named "moving"
+    exp.client.delete_experiment(R.get_exp(experiment_name="moving", create=False).id)
+    with pytest.raises(ExperimentDeletedError):
+        with R.start(experiment_name="moving"):
+            pass
