@@ -72,3 +72,14 @@ def test_long_values_are_kept_whole(R):
     assert rec.list_tags()["note"] == long_tag
     raw = rec.client.get_run(rec.id).data.params["config"]
     assert len(raw) <= 6000 and "qrecorder/long_values/params/config.txt" in raw
+
+
+def test_names_and_ids_must_be_text(R):
+    for kwargs in ({"experiment_name": ""}, {"experiment_name": 123}, {"recorder_name": "  "}, {"recorder_id": 3.5}):
+        with pytest.raises(InvalidValueError, match="non-empty str"):
+            with R.start(**kwargs):
+                pass
+    with pytest.raises(InvalidValueError):
+        R.get_exp(experiment_name=["x"])
+    exp = R.get_exp(experiment_name="numbered")
+    assert R.get_exp(experiment_id=int(exp.id), create=False).name == "numbered"  # int ids are fine

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from .errors import NoActiveRecorderError, RecorderNotFoundError
 from .recorder import Recorder
+from .validation import check_names
 
 logger = logging.getLogger("qrecorder")
 
@@ -54,6 +55,7 @@ class Experiment:
         ``recorder_name``), creating it if there is none. A ``recorder_id`` given without
         ``resume`` also continues that recorder (Qlib silently ignored it).
         """
+        check_names(recorder_id=recorder_id, recorder_name=recorder_name)
         if recorder_name is None and recorder_id is None:
             recorder_name = self._default_rec_name
         if recorder_id is not None:

@@ -15,6 +15,7 @@ from .errors import AmbiguousActiveRunError, ExpAlreadyExistError, ExperimentNot
 from .experiment import Experiment
 from .recorder import Recorder
 from .uri import configured_uri, resolve_uri
+from .validation import check_names
 
 logger = logging.getLogger("qrecorder")
 
@@ -121,6 +122,10 @@ class ExpManager:
         **kwargs: Any,
     ) -> Experiment:
         """Get or create the experiment, start a recorder in it, make both active in this thread."""
+        check_names(
+            experiment_id=experiment_id, experiment_name=experiment_name, recorder_id=recorder_id, recorder_name=recorder_name
+        )
+        experiment_id = None if experiment_id is None else str(experiment_id)
         store_uri = resolve_uri(uri).uri if uri else self.default_uri
         if experiment_id is None and experiment_name is None:
             if recorder_id is not None:
@@ -162,6 +167,8 @@ class ExpManager:
         """Qlib's rules: no id/name → the active experiment, else the default one (created when
         ``create``); with id/name → that experiment (created when missing and ``create``).
         ``start`` makes it active and starts a recorder when nothing is active yet."""
+        check_names(experiment_id=experiment_id, experiment_name=experiment_name)
+        experiment_id = None if experiment_id is None else str(experiment_id)
         if experiment_id is None and experiment_name is None:
             active = self._active.current()
             if active is not None:

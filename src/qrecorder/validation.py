@@ -115,3 +115,14 @@ def check_step(step: Any) -> int:
 def stringify(value: Any) -> str:
     """Params and tags are stored as text, the way MLflow turns them into strings."""
     return value if value.__class__ is str else str(value)
+
+
+def check_names(**names: object) -> None:
+    """Names and ids given to R must be non-empty text (ids may be ints); fail at the call."""
+    for what, value in names.items():
+        if value is None:
+            continue
+        if what.endswith("_id") and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidValueError(f"{what} must be a non-empty str, got {type(value).__name__} {value!r}.")
