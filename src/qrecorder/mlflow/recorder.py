@@ -310,8 +310,13 @@ class MLflowRecorder(Recorder):
                     calls.call(self.client.log_artifact, run_id, str(tmpdir / Path(name).name), parent)
                 finally:
                     shutil.rmtree(tmpdir, ignore_errors=True)
-            checksums.append(RunTag(objects.checksum_tag(rel), digest))
-        calls.call(self.client.log_batch, run_id, tags=checksums)
+            checksums.append((objects.checksum_tag(rel), digest))
+        # Written now, not queued: another process may load the object right after this call.
+        sink = self._store.sql_sink
+        if sink is not None:
+            calls.call(sink.log_batch, run_id, [], [], checksums)
+        else:
+            calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in checksums])
 
     def load_object(
         self,
