@@ -20,7 +20,6 @@ import contextlib
 import importlib.util
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -335,6 +334,3 @@ def mlflow_ui_command(backend_store_uri: str, host: str, port: int, artifacts_de
         cmd += ["--artifacts-destination", _artifacts_destination(artifacts_destination)]
     return cmd
 
-
-def which_mlflow() -> str | None:
-    return shutil.which("mlflow")

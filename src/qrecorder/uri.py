@@ -28,10 +28,6 @@ class StoreLocation:
     kind: str  # "sqlite" | "postgresql" | "mysql" | "mssql" | "file" | "http"
     path: Path | None = None  # the db file (sqlite) or the mlruns folder (file)
 
-    @property
-    def is_local(self) -> bool:
-        return self.kind in ("sqlite", "file")
-
 
 def default_uri(cwd: str | os.PathLike[str] | None = None) -> str:
     """The store used when nothing is configured: ``./mlflow.db`` (absolute)."""

@@ -137,14 +137,6 @@ class BatchWriter:
         if self._thread is not None and self._pid == os.getpid() and self._pending:
             self._drain()
 
-    def raise_if_failed(self, run_id: str) -> None:
-        with self._cond:
-            self._raise_pending_error(run_id)
-
-    def take_error(self, run_id: str) -> BaseException | None:
-        with self._cond:
-            return self._errors.pop(run_id, None)
-
     def add_heartbeat(self, run_id: str) -> None:
         with self._cond:
             self._heartbeat_runs[run_id] = None
