@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import lifecycle
-from .errors import ExperimentNotFoundError, NoActiveRecorderError
+from .errors import ExperimentNotFoundError, NoActiveRecorderError, RecorderNotFoundError
 from .recorder import Recorder
 
 if TYPE_CHECKING:
@@ -134,7 +134,14 @@ class QlibRecorder:
 
     # ------------------------------------------------------------------ store
     def get_uri(self) -> str:
+        """The store of the active run as given to ``R.start(uri=...)`` (Qlib's rule), else
+        the default store. ``get_resolved_uri()`` gives the absolute form."""
         return self.exp_manager.uri
+
+    def get_resolved_uri(self) -> str:
+        """The store calls go to now, as an absolute URI (relative paths resolved): pass this
+        one to other processes."""
+        return self.exp_manager.resolved_uri
 
     def set_uri(self, uri: str | None) -> None:
         """Set the default store (made absolute now); None goes back to the environment/default."""
@@ -161,12 +168,14 @@ class QlibRecorder:
     ) -> Recorder:
         """The active recorder, or the one with this id / latest one with this name.
 
-        A ``recorder_id`` alone is found in any experiment; a name needs its experiment (or
-        the active one).
+        With no argument and no active run, Qlib's rule: the latest recorder with the default
+        name (``"mlflow_recorder"``) in the default experiment; NoActiveRecorderError when
+        there is none. A ``recorder_id`` alone is found in any experiment; a name needs its
+        experiment (or the active one).
         """
         if recorder_id is None and recorder_name is None:
             if experiment_id is None and experiment_name is None:
-                return self._active_recorder("get_recorder")
+                return self._latest_default_recorder()
         elif recorder_id is not None and experiment_id is None and experiment_name is None:
             active = self.exp_manager._active.own()
             if active is None or active.active_recorder is None or active.active_recorder.id != recorder_id:
@@ -214,6 +223,19 @@ class QlibRecorder:
         return mark_stale_runs(self.exp_manager.store(), experiment_ids, **kwargs)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ helpers
+    def _latest_default_recorder(self) -> Recorder:
+        exp = self._active_experiment()
+        if exp is not None and exp.active_recorder is not None:
+            return exp.active_recorder
+        try:
+            return self.get_exp(create=False).get_recorder(create=False)
+        except (ExperimentNotFoundError, RecorderNotFoundError) as exc:
+            raise NoActiveRecorderError(
+                "R.get_recorder() found no active recorder in this thread and no default recorder to "
+                f"return ({exc}): call it inside `with R.start(...)`, or pass recorder_id / recorder_name "
+                "and experiment_name."
+            ) from exc
+
     def _active_experiment(self) -> Experiment | None:
         return self.exp_manager.active_experiment
 

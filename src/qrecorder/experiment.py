@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from .errors import NoActiveRecorderError, RecorderNotFoundError
+from .errors import RecorderNotFoundError
 from .recorder import Recorder
 from .validation import check_names
 
@@ -82,19 +82,15 @@ class Experiment:
         create: bool = True,
         start: bool = False,
     ) -> Recorder:
-        """Qlib's rules: no id/name → the active recorder (or a default one when ``create``);
-        otherwise that recorder, created when missing and ``create``. ``start`` makes a newly
-        created recorder active and running."""
+        """Qlib's rules (qlib/workflow/exp.py): no id/name → the active recorder, else the
+        latest recorder with the default name (``"mlflow_recorder"``); with id/name → that
+        recorder. A missing recorder is created when ``create``, else RecorderNotFoundError.
+        ``start`` makes the recorder active and running when none is active."""
         if recorder_id is None and recorder_name is None:
             if self.active_recorder is not None:
                 return self.active_recorder
-            if not create:
-                raise NoActiveRecorderError(
-                    f"No active recorder in experiment {self.name!r}: start one with R.start(...) "
-                    "or pass recorder_id / recorder_name."
-                )
-            recorder, is_new = self._get_or_create_rec(recorder_name=self._default_rec_name)
-        elif create:
+            recorder_name = self._default_rec_name
+        if create:
             recorder, is_new = self._get_or_create_rec(recorder_id=recorder_id, recorder_name=recorder_name)
         else:
             recorder, is_new = self._get_recorder(recorder_id=recorder_id, recorder_name=recorder_name), False

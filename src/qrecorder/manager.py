@@ -93,17 +93,33 @@ class ExpManager:
 
     @property
     def uri(self) -> str:
-        """The URI of the run started in this thread with ``start_exp(uri=...)``, else the default."""
-        try:
-            exp = self._active.current()
-        except AmbiguousActiveRunError:
-            exp = None  # finding the store must not depend on which thread's run is meant
+        """The store of the active run, written as it was given to ``start_exp(uri=...)``
+        (Qlib's rule: ``R.get_uri()`` returns X inside ``R.start(uri=X)``); else the default.
+
+        Use ``resolved_uri`` for the absolute form (what a process in another folder needs)."""
+        exp = self._current_or_none()
+        if exp is None:
+            return self.default_uri
+        given = getattr(exp, "_start_uri", None)
+        return given or getattr(exp, "uri", None) or self.default_uri
+
+    @property
+    def resolved_uri(self) -> str:
+        """The store of the active run (this thread's, else the process's only one), made
+        absolute; else the default store."""
+        exp = self._current_or_none()
         if exp is not None:
             return getattr(exp, "uri", None) or self.default_uri
         return self.default_uri
 
     def get_uri(self) -> str:
         return self.uri
+
+    def _current_or_none(self) -> Experiment | None:
+        try:
+            return self._active.current()
+        except AmbiguousActiveRunError:
+            return None  # finding the store must not depend on which thread's run is meant
 
     # ------------------------------------------------------------------ active experiment
     @property
@@ -143,6 +159,7 @@ class ExpManager:
             # The cached experiment may have been deleted or renamed by someone else: look again.
             exp, _ = self._get_or_create_exp(experiment_id=experiment_id, experiment_name=experiment_name, uri=store_uri)
             exp.start(recorder_id=recorder_id, recorder_name=recorder_name, resume=resume)
+        exp._start_uri = None if uri is None else str(uri)  # type: ignore[attr-defined]
         self._active.push(exp)
         return exp
 

@@ -17,6 +17,7 @@ logger = logging.getLogger("qrecorder")
 
 class MLflowExperiment(Experiment):
     UNLIMITED = None  # qrecorder pages past MLflow's 50,000 cap; None means every run
+    recorder_class: type[MLflowRecorder] = MLflowRecorder  # what recorders of this experiment are made as
 
     def __init__(self, id: str, name: str, uri: str, *, store: Store | None = None) -> None:  # noqa: A002
         super().__init__(id, name)
@@ -34,7 +35,7 @@ class MLflowExperiment(Experiment):
 
     def create_recorder(self, recorder_name: str | None = None) -> MLflowRecorder:
         """A new, not yet started recorder (it gets its id when started)."""
-        return MLflowRecorder(self.id, self._uri, recorder_name or self._default_rec_name, store=self._store)
+        return self.recorder_class(self.id, self._uri, recorder_name or self._default_rec_name, store=self._store)
 
     def _get_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> MLflowRecorder:
         """By id, or the most recently started recorder named ``recorder_name`` (server-side
@@ -42,7 +43,7 @@ class MLflowExperiment(Experiment):
         if recorder_id is None and recorder_name is None:
             raise RecorderNotFoundError("Give recorder_id or recorder_name to look a recorder up.")
         if recorder_id is not None:
-            recorder = _recorder_by_id(self._store, recorder_id)
+            recorder = _recorder_by_id(self._store, recorder_id, self.recorder_class)
             if recorder.experiment_id != self.id:
                 raise RecorderNotFoundError(
                     f"Recorder {recorder_id} belongs to experiment id {recorder.experiment_id}, not to "
@@ -59,7 +60,7 @@ class MLflowExperiment(Experiment):
         )
         if not runs:
             raise RecorderNotFoundError(f"No recorder named {recorder_name!r} in experiment {self.name!r} (id {self.id}).")
-        return MLflowRecorder(self.id, self._uri, mlflow_run=runs[0], store=self._store)
+        return self.recorder_class(self.id, self._uri, mlflow_run=runs[0], store=self._store)
 
     def list_recorders(
         self,
@@ -76,7 +77,7 @@ class MLflowExperiment(Experiment):
             clause = f"attributes.status = '{status}'"
             flt = f"{flt} and {clause}" if flt else clause
         runs = query.search_runs(self._store, [self.id], filter_string=flt, max_results=max_results)
-        recorders = [MLflowRecorder(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
+        recorders = [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
         if rtype == Experiment.RT_L:
             return recorders
         return {r.id: r for r in recorders}  # type: ignore[misc]
@@ -95,7 +96,7 @@ class MLflowExperiment(Experiment):
         calls.call(self.client.delete_run, recorder_id)
 
 
-def _recorder_by_id(store: Store, recorder_id: str) -> MLflowRecorder:
+def _recorder_by_id(store: Store, recorder_id: str, recorder_class: type[MLflowRecorder] = MLflowRecorder) -> MLflowRecorder:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -104,4 +105,4 @@ def _recorder_by_id(store: Store, recorder_id: str) -> MLflowRecorder:
         raise RecorderNotFoundError(f"No recorder with id {recorder_id!r} in {store.uri}.") from exc
     if run.info.lifecycle_stage == "deleted":
         raise RecorderNotFoundError(f"Recorder {recorder_id} is deleted.")
-    return MLflowRecorder(run.info.experiment_id, store.uri, mlflow_run=run, store=store)
+    return recorder_class(run.info.experiment_id, store.uri, mlflow_run=run, store=store)

@@ -15,13 +15,15 @@ from .store import Store, get_store
 
 
 class MLflowExpManager(ExpManager):
+    experiment_class: type[MLflowExperiment] = MLflowExperiment  # what experiments are made as
+
     def __init__(self, uri: str | None = None, default_exp_name: str | None = "Experiment") -> None:
         super().__init__(uri, default_exp_name)
         # (store uri, id, name) -> (id, name): start_exp skips a lookup per run (2.9 ms on an idle SQLite store)
         self._exp_cache: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
 
     def store(self, uri: str | None = None) -> Store:
-        return get_store(uri or self.uri)
+        return get_store(uri or self.resolved_uri)
 
     def create_exp(self, experiment_name: str | None = None, uri: str | None = None) -> MLflowExperiment:
         from mlflow.exceptions import MlflowException
@@ -44,7 +46,7 @@ class MLflowExpManager(ExpManager):
                 if calls.error_code(exc) == "RESOURCE_ALREADY_EXISTS":
                     raise ExpAlreadyExistError(f"Experiment {name!r} exists already.") from exc
                 raise
-        return MLflowExperiment(exp_id, name, store.uri, store=store)
+        return self.experiment_class(exp_id, name, store.uri, store=store)
 
     def _get_exp(
         self,
@@ -60,7 +62,7 @@ class MLflowExpManager(ExpManager):
         if cached and key in self._exp_cache:
             exp_id, name = self._exp_cache[key]
             if _still_named(store, exp_id, name):
-                return MLflowExperiment(exp_id, name, store.uri, store=store)
+                return self.experiment_class(exp_id, name, store.uri, store=store)
             del self._exp_cache[key]  # renamed or deleted meanwhile: look it up again
         exp = self._lookup_exp(store, experiment_id, experiment_name)
         self._exp_cache[key] = (exp.id, exp.name)
@@ -94,7 +96,7 @@ class MLflowExpManager(ExpManager):
                 "reserved. Restore it (MlflowClient.restore_experiment) or purge deleted experiments with "
                 "`qrec gc --purge` to reuse the name."
             )
-        return MLflowExperiment(exp.experiment_id, exp.name, store.uri, store=store)
+        return self.experiment_class(exp.experiment_id, exp.name, store.uri, store=store)
 
     def list_experiments(self) -> dict[str, MLflowExperiment]:
         store = self.store()
@@ -103,7 +105,7 @@ class MLflowExpManager(ExpManager):
         while True:
             page = calls.call(store.client.search_experiments, view_type=1, max_results=50_000, page_token=token)
             for exp in page:
-                out[exp.name] = MLflowExperiment(exp.experiment_id, exp.name, store.uri, store=store)
+                out[exp.name] = self.experiment_class(exp.experiment_id, exp.name, store.uri, store=store)
             token = page.token
             if not token:
                 return out
@@ -126,7 +128,7 @@ class MLflowExpManager(ExpManager):
 
     def recorder_by_id(self, recorder_id: str) -> MLflowRecorder:
         """Any recorder of the current store by id, whatever its experiment."""
-        return _recorder_by_id(self.store(), recorder_id)
+        return _recorder_by_id(self.store(), recorder_id, self.experiment_class.recorder_class)
 
 
 def _still_named(store: Store, exp_id: str, name: str) -> bool:
