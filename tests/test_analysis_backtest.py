@@ -70,10 +70,34 @@ def test_zero_cost_full_investment_tracks_holdings_mean():
 
 def test_risk_analysis_uses_qlib_formulas():
     r = pd.Series([0.01, -0.02, 0.03, 0.0])
-    got = risk_analysis(r, N=252)["risk"]
+    got = risk_analysis(r)["risk"]  # freq="day": Qlib's 238 trading days a year
     mean, sd = 0.005, statistics.stdev([0.01, -0.02, 0.03, 0.0])
     assert got["mean"] == pytest.approx(mean)
     assert got["std"] == pytest.approx(sd)
-    assert got["annualized_return"] == pytest.approx(mean * 252)
-    assert got["information_ratio"] == pytest.approx(mean / sd * math.sqrt(252))
+    assert got["annualized_return"] == pytest.approx(mean * 238)
+    assert got["information_ratio"] == pytest.approx(mean / sd * math.sqrt(238))
     assert got["max_drawdown"] == pytest.approx(-0.02)  # cumsum .01, -.01, .02, .02
+    assert risk_analysis(r, N=252, freq=None)["risk"]["annualized_return"] == pytest.approx(mean * 252)
+    assert risk_analysis(r, freq="week")["risk"]["annualized_return"] == pytest.approx(mean * 50)
+    assert risk_analysis(r, freq="5min")["risk"]["annualized_return"] == pytest.approx(mean * 240 * 238 / 5)
+
+
+def test_risk_analysis_product_mode_compounds():
+    r = pd.Series([0.10, -0.05, 0.02])
+    got = risk_analysis(r, mode="product")["risk"]
+    total = 1.10 * 0.95 * 1.02
+    assert got["mean"] == pytest.approx(total ** (1 / 3) - 1)
+    assert got["std"] == pytest.approx(statistics.stdev([math.log(1 + x) for x in r]))
+    assert got["annualized_return"] == pytest.approx(total ** (238 / 3) - 1)
+    assert got["max_drawdown"] == pytest.approx(-0.05)  # 1.10 -> 1.045
+
+
+def test_report_has_qlibs_columns():
+    days = pd.bdate_range("2024-01-01", periods=3)
+    score = _series([4, 3, 2, 1] * 3, days)
+    res = backtest_topk(score, _series([0.01, 0.0, -0.01, 0.02] * 3, days), topk=2, n_drop=1)
+    assert list(res.report.columns) == ["account", "return", "total_turnover", "turnover", "total_cost", "cost",
+                                        "value", "cash", "bench"]
+    assert res.report.index.name == "datetime"
+    rep = res.report
+    assert rep["total_cost"].iloc[-1] == pytest.approx((rep["cost"] * rep["account"].shift(fill_value=1e8)).sum())

@@ -1,4 +1,5 @@
-"""Records on a real store: Qlib's artifact/metric names, numbers recomputed independently."""
+"""Records on a real store: Qlib's artifact/metric names; numbers recomputed independently and,
+where Qlib is installed (it is in CI), by Qlib's own analysis functions on the saved artifacts."""
 
 import math
 
@@ -9,6 +10,13 @@ from _runner_helpers import LINEAR, config
 from scipy import stats
 
 from qrecorder.workflow.run import run_task
+
+
+@pytest.fixture
+def qlib_eval():
+    alpha = pytest.importorskip("qlib.contrib.eva.alpha", reason="pyqlib is not installed (pip install 'qrecorder[qlib]')")
+    evaluate = pytest.importorskip("qlib.contrib.evaluate", reason="pyqlib is not installed")
+    return alpha, evaluate
 
 
 @pytest.fixture
@@ -45,6 +53,28 @@ def test_signal_metrics_match_scipy(finished):
     np.testing.assert_allclose(rec.load_object("sig_analysis/ic.pkl").to_numpy(), ics)
     for k in ["Long-Short Ann Return", "Long-Short Ann Sharpe", "Long-Avg Ann Return", "Long-Avg Ann Sharpe"]:
         assert math.isfinite(m[k])
+    # Long-Avg is the mean label of each day (Qlib), annualised with SigAnaRecord's ann_scaler=252
+    la = rec.load_object("sig_analysis/long_avg_r.pkl")
+    pd.testing.assert_series_equal(la, label["LABEL0"].groupby(level="datetime").mean().rename("label"))
+    assert m["Long-Avg Ann Return"] == pytest.approx(la.mean() * 252)
+
+
+def test_signal_artifacts_and_metrics_equal_qlibs_functions(finished, qlib_eval):
+    alpha, _ = qlib_eval
+    rec, _ = finished
+    pred, label = rec.load_object("pred.pkl")["score"], rec.load_object("label.pkl")["LABEL0"]
+    ic, ric = alpha.calc_ic(pred, label)
+    ls, la = alpha.calc_long_short_return(pred, label)
+    m = rec.list_metrics()
+    for name, expected in [("ic", ic), ("ric", ric), ("long_short_r", ls), ("long_avg_r", la)]:
+        pd.testing.assert_series_equal(rec.load_object(f"sig_analysis/{name}.pkl"), expected,
+                                       check_exact=False, rtol=0, atol=1e-10)
+    expected_metrics = {"IC": ic.mean(), "ICIR": ic.mean() / ic.std(), "Rank IC": ric.mean(),
+                        "Rank ICIR": ric.mean() / ric.std(),
+                        "Long-Short Ann Return": ls.mean() * 252, "Long-Short Ann Sharpe": ls.mean() / ls.std() * 252**0.5,
+                        "Long-Avg Ann Return": la.mean() * 252, "Long-Avg Ann Sharpe": la.mean() / la.std() * 252**0.5}
+    for k, v in expected_metrics.items():
+        assert m[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
 
 
 def test_portfolio_metrics_match_report(finished):
@@ -55,8 +85,9 @@ def test_portfolio_metrics_match_report(finished):
         pre = f"1day.excess_return_{kind}."
         assert m[pre + "mean"] == pytest.approx(r.mean())
         assert m[pre + "std"] == pytest.approx(r.std())
-        assert m[pre + "annualized_return"] == pytest.approx(r.mean() * 252)
-        assert m[pre + "information_ratio"] == pytest.approx(r.mean() / r.std() * math.sqrt(252))
+        # PortAnaRecord analyses the "1day" report with risk_analysis(freq="1day"): 238 days a year
+        assert m[pre + "annualized_return"] == pytest.approx(r.mean() * 238)
+        assert m[pre + "information_ratio"] == pytest.approx(r.mean() / r.std() * math.sqrt(238))
         assert m[pre + "max_drawdown"] == pytest.approx((r.cumsum() - r.cumsum().cummax()).min())
     assert m["1day.excess_return_with_cost.annualized_return"] < m["1day.excess_return_without_cost.annualized_return"]
     # the benchmark is the equal-weight mean of the label each day
@@ -67,6 +98,21 @@ def test_portfolio_metrics_match_report(finished):
     pa = rec.load_object("portfolio_analysis/port_analysis_1day.pkl")
     assert pa.loc[("excess_return_with_cost", "max_drawdown"), "risk"] == pytest.approx(
         m["1day.excess_return_with_cost.max_drawdown"])
+
+
+def test_portfolio_analysis_equals_qlibs_risk_analysis(finished, qlib_eval):
+    _, evaluate = qlib_eval
+    rec, _ = finished
+    rep = rec.load_object("portfolio_analysis/report_normal_1day.pkl")
+    expected = pd.concat({
+        "excess_return_without_cost": evaluate.risk_analysis(rep["return"] - rep["bench"], freq="1day"),
+        "excess_return_with_cost": evaluate.risk_analysis(rep["return"] - rep["bench"] - rep["cost"], freq="1day"),
+    })
+    pa = rec.load_object("portfolio_analysis/port_analysis_1day.pkl")
+    pd.testing.assert_frame_equal(pa, expected, check_exact=False, rtol=0, atol=1e-10)
+    m = rec.list_metrics()
+    for (kind, stat), v in expected["risk"].items():
+        assert m[f"1day.{kind}.{stat}"] == pytest.approx(v, rel=1e-12, abs=1e-12)
 
 
 def test_unsupported_benchmark_is_a_clear_error(R):

@@ -23,7 +23,9 @@ import pandas as pd
 
 @dataclass
 class BacktestResult:
-    report: pd.DataFrame      # per day: account, return, cost, bench, turnover, value, cash
+    # per day, Qlib's report_normal columns: account, return, total_turnover, turnover,
+    # total_cost, cost, value, cash, bench (index "datetime")
+    report: pd.DataFrame
     positions: pd.DataFrame   # (datetime, instrument) -> weight after trading
 
 
@@ -63,6 +65,7 @@ def backtest_topk(
             for d, r in returns.dropna().groupby(level="datetime")}
     days = sorted(scores)
     cash, holdings = float(account), {}  # instrument -> value
+    total_turnover = total_cost = 0.0  # money, accumulated (Qlib's total_turnover / total_cost)
     rows, pos_rows = [], []
     for day in days:
         s, r = scores[day], rets.get(day, {})
@@ -84,14 +87,18 @@ def backtest_topk(
         for i in list(holdings):
             holdings[i] *= 1.0 + float(r.get(i, 0.0))
         end_value = cash + sum(holdings.values())
+        total_turnover += sold + bought
+        total_cost += cost
         pos_rows.extend((day, i, v / end_value) for i, v in holdings.items())
         rows.append({
             "datetime": day, "account": end_value,
             "return": (end_value + cost - value_before) / value_before,
-            "cost": cost / value_before,
-            "bench": float(sum(r.values()) / len(r)) if r else 0.0,
+            "total_turnover": total_turnover,
             "turnover": (sold + bought) / value_before,
+            "total_cost": total_cost,
+            "cost": cost / value_before,
             "value": sum(holdings.values()), "cash": cash,
+            "bench": float(sum(r.values()) / len(r)) if r else 0.0,
         })
     report = pd.DataFrame(rows).set_index("datetime")
     positions = pd.DataFrame(pos_rows, columns=["datetime", "instrument", "weight"]).set_index(["datetime", "instrument"])

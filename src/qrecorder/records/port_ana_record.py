@@ -9,8 +9,11 @@ Accepts Qlib's ``port_analysis_config`` shape::
 
 The label saved by SignalRecord is used as each name's forward return; the benchmark is the
 equal-weight mean of those returns (Qlib index benchmarks such as "SH000300" are not available
-here and are refused). Metrics are ``1day.excess_return_{with,without}_cost.{mean,std,
-annualized_return,information_ratio,max_drawdown}``.
+here and are refused). As Qlib's PortAnaRecord, the excess returns are analysed with
+``risk_analysis(r, freq="1day")`` (so N = 238 trading days a year) and logged as
+``1day.excess_return_{with,without}_cost.{mean,std,annualized_return,information_ratio,max_drawdown}``.
+The backtest is daily only; Qlib's trade indicators (``indicator_analysis``: ffr, pa, pos) need
+its exchange-level simulation and are not produced.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from qrecorder.analysis.backtest import backtest_topk, excess_returns
-from qrecorder.analysis.risk import risk_analysis
+from qrecorder.analysis.risk import normalize_freq, risk_analysis
 from qrecorder.records.base import RecordTemp
 from qrecorder.records.signal_record import SignalRecord
 
@@ -36,6 +39,7 @@ class PortAnaRecord(RecordTemp):
     freq = "1day"
 
     def __init__(self, recorder: Any, config: Mapping[str, Any] | None = None, risk_analysis_freq: Any = None,
+                 indicator_analysis_freq: Any = None, indicator_analysis_method: str | None = None,
                  skip_existing: bool = False, **kwargs: Any) -> None:
         super().__init__(recorder)
         kwargs.pop("model", None), kwargs.pop("dataset", None)  # offered by the runner, as in Qlib
@@ -50,8 +54,17 @@ class PortAnaRecord(RecordTemp):
         if bt.get("benchmark") not in _EQUAL:
             raise ValueError(f"config.backtest.benchmark: {bt['benchmark']!r} is not available; "
                              "only the equal-weight benchmark of the dataset's instruments (null or 'equal-weight')")
-        if risk_analysis_freq not in (None, "day", "1day", ["day"], ["1day"]):
-            raise ValueError(f"risk_analysis_freq: only daily analysis is supported, not {risk_analysis_freq!r}")
+        freqs = [risk_analysis_freq] if isinstance(risk_analysis_freq, str) else list(risk_analysis_freq or [self.freq])
+        try:
+            freqs = [normalize_freq(f) for f in freqs]
+        except ValueError as exc:
+            raise ValueError(f"risk_analysis_freq: {exc}") from None
+        if any(f != self.freq for f in freqs):
+            raise ValueError(f"risk_analysis_freq: only the daily report ({self.freq!r}) exists here, "
+                             f"not {risk_analysis_freq!r}")
+        if indicator_analysis_freq is not None or indicator_analysis_method is not None:
+            raise ValueError("indicator_analysis_freq/indicator_analysis_method: trade indicators (ffr, pa, pos) need "
+                             "Qlib's exchange-level backtest and are not available here; leave them unset")
         self.params = {
             "topk": int(kwargs.pop("topk", skw.get("topk", 50))),
             "n_drop": int(kwargs.pop("n_drop", skw.get("n_drop", 5))),
@@ -73,7 +86,7 @@ class PortAnaRecord(RecordTemp):
         if self.start_time is not None or self.end_time is not None:
             pred = pred.loc[pd.IndexSlice[self.start_time:self.end_time, :]]
         result = backtest_topk(pred, label, **self.params)
-        analysis = {name: risk_analysis(r) for name, r in excess_returns(result.report).items()}
+        analysis = {name: risk_analysis(r, freq=self.freq) for name, r in excess_returns(result.report).items()}
         analysis_df = pd.concat(analysis)
         metrics = {f"{self.freq}.{name}.{k}": float(v) for name, df in analysis.items() for k, v in df["risk"].items()}
         self.recorder.log_metrics(**metrics)
