@@ -4,7 +4,8 @@ pickle.dump / pickle.load to the same local disk.
     .venv/bin/python benchmarks/bench_objects.py [--quick] [--mb 200]
 
 qrecorder writes the pickle (protocol 5) in place in the run's artifact folder and hashes it
-in the same pass; loading reads it in place and checks the SHA-256.
+in the same pass (BLAKE3); loading reads it into memory once, verifies the checksum, then
+unpickles from that buffer (nothing is unpickled before it is verified).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def test_roundtrip_in_place_without_temp_copies(R, tmp_path: Path):
         assert not list(art.rglob("*.tmp"))
         with open(art / "sub" / "pred.pkl", "rb") as fh:
             assert fh.read(2) == b"\x80\x05"  # pickle protocol 5
-        assert rec.list_tags()["qrecorder.sha256.sub/pred.pkl"]
+        assert rec.list_tags()["qrecorder.checksum.sub/pred.pkl"].startswith("blake3:")
     pd.testing.assert_frame_equal(rec.load_object("sub/pred.pkl"), frame)
     np.testing.assert_array_equal(rec.load_object("model")["w"], np.arange(3))
 
@@ -101,7 +101,7 @@ def test_custom_and_restricted_unpicklers(R, tmp_path: Path):
         R.save_objects(frame=pd.DataFrame({"a": [1, 2]}), exploit=Exploit())
         rec = R.get_recorder()
     pd.testing.assert_frame_equal(rec.load_object("frame", restricted=True), pd.DataFrame({"a": [1, 2]}))
-    with pytest.raises(LoadObjectError, match="restricted mode refuses posix.system|refuses os.system"):
+    with pytest.raises(LoadObjectError, match="restricted mode refuses the global (posix|os).system"):
         rec.load_object("exploit", restricted=True)
     seen = []
 

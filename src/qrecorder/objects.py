@@ -1,9 +1,14 @@
-"""Python objects as artifacts: pickle protocol 5 with a SHA-256 computed alongside.
+"""Python objects as artifacts: pickle protocol 5, a checksum kept as a run tag, verified first.
 
-Why: Qlib pickled into a temp folder, then MLflow copied the file into the artifact store,
-and loading downloaded it into yet another temp folder. For local stores qrecorder writes
-the pickle once, in place, and reads it in place; the checksum (kept as a run tag) catches a
-truncated or corrupted file before a wrong object reaches the caller.
+Why: Qlib pickled into a temp folder, then MLflow copied the file into the artifact store, and
+loading downloaded it into yet another temp folder. For local stores qrecorder writes the
+pickle once, in place. Loading reads the file into memory once, checks its checksum against
+the tag recorded at save time, and only then unpickles from that buffer: a replaced or
+corrupted pickle is refused before a single opcode of it runs.
+
+Checksums: BLAKE3 for new saves (~4.5 GB/s here against SHA-256's 1.7 GB/s), stored as
+``blake3:<hex>`` in tag ``qrecorder.checksum.<name>``; objects saved by earlier releases carry
+a bare SHA-256 in ``qrecorder.sha256.<name>`` and still verify.
 """
 
 from __future__ import annotations
@@ -12,97 +17,127 @@ import hashlib
 import io
 import os
 import pickle
+import posixpath
 import queue
+import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import LoadObjectError, SaveObjectError
+from .safe_unpickle import (  # noqa: F401 - re-exported: the documented home of these names
+    ALLOW_LIGHTGBM,
+    ALLOW_SKLEARN,
+    DEFAULT_ALLOWED,
+    RestrictedUnpickler,
+    allowed_pairs,
+)
 
 PICKLE_PROTOCOL = 5
-CHECKSUM_TAG_PREFIX = "qrecorder.sha256."
+CHECKSUM_TAG_PREFIX = "qrecorder.checksum."
+LEGACY_CHECKSUM_TAG_PREFIX = "qrecorder.sha256."
+STAGING_DIR = ".qrecorder-staging"  # beside the run's artifacts/ folder: never listed as an artifact
+_BIG = 1 << 20
 
-# Modules whose classes the restricted unpickler admits (prefix match on the module path).
-DEFAULT_ALLOWED_MODULES = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "datetime",
-    "decimal",
-    "fractions",
-    "collections",
-    "uuid",
-    "pathlib",
-    "zoneinfo",
-    "pytz",
-    "dateutil",
-    "copyreg",
-    "_codecs",
-)
-SAFE_BUILTINS = frozenset(
-    {
-        "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float",
-        "complex", "bool", "slice", "range", "object", "type", "NoneType", "Ellipsis",
-    }
-)
+
+def _new_hasher() -> tuple[str, Any]:
+    try:
+        import blake3
+    except ImportError:  # a platform without the blake3 wheel: SHA-256, still verified
+        return "sha256", hashlib.sha256()
+    return "blake3", blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def digest_of(data: Any, algorithm: str) -> str:
+    """Hex digest of ``data`` (bytes-like) with ``algorithm`` (``blake3`` or ``sha256``)."""
+    if algorithm == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    if algorithm == "blake3":
+        try:
+            import blake3
+        except ImportError as exc:
+            raise LoadObjectError(
+                "This object's checksum is BLAKE3 but the blake3 package is missing: pip install blake3."
+            ) from exc
+        threads = blake3.blake3.AUTO if len(data) >= _BIG else 1
+        return blake3.blake3(data, max_threads=threads).hexdigest()
+    raise LoadObjectError(f"Unknown checksum algorithm {algorithm!r} recorded for this object.")
+
+
+def parse_checksum(value: str, legacy: bool) -> tuple[str, str]:
+    """A tag value → (algorithm, hex). Legacy tags hold a bare SHA-256."""
+    if legacy:
+        return "sha256", value
+    algorithm, sep, hexdigest = value.partition(":")
+    if not sep:
+        raise LoadObjectError(f"Malformed checksum tag value {value[:40]!r}: expected 'algorithm:hex'.")
+    return algorithm, hexdigest
 
 
 class _HashingWriter(io.RawIOBase):
     """File wrapper that hashes what the pickler writes, in a second thread.
 
-    hashlib and file writes both release the GIL, so on two cores the SHA-256 costs little
-    beyond the write itself. Chunks are hashed in order; at most ``_MAX_QUEUED`` wait.
+    Chunks are hashed in order; at most ``_MAX_QUEUED`` wait, so memory stays bounded.
     """
 
     _MAX_QUEUED = 256
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._digest = hashlib.sha256()
+        self.algorithm, self._digest = _new_hasher()
         self._queue: queue.Queue[Any] = queue.Queue(self._MAX_QUEUED)
-        self._thread = threading.Thread(target=self._hash_loop, name="qrecorder-sha256", daemon=True)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._hash_loop, name="qrecorder-checksum", daemon=True)
         self._thread.start()
 
     def _hash_loop(self) -> None:
         while (chunk := self._queue.get()) is not None:
-            self._digest.update(chunk)
+            if self._error is None:
+                try:
+                    self._digest.update(chunk)
+                except BaseException as exc:  # noqa: BLE001 - raised by checksum() in the caller
+                    self._error = exc
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._queue.put(data)  # the pickler does not reuse a buffer it has handed to write()
-        return self._raw.write(data)
+        # Protocol 5 hands numpy's own buffers over (format 'l', 'd', ...): hash their bytes.
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+        self._queue.put(view)  # the pickler does not reuse a buffer it has handed to write()
+        return self._raw.write(view)
 
-    def hexdigest(self) -> str:
+    def checksum(self) -> str:
         self._queue.put(None)
         self._thread.join()
-        return self._digest.hexdigest()
+        if self._error is not None:
+            raise SaveObjectError(f"The checksum of the object could not be computed: {self._error}") from self._error
+        return f"{self.algorithm}:{self._digest.hexdigest()}"
 
     def abandon(self) -> None:
         self._queue.put(None)
         self._thread.join()
 
 
-def _sha256_of_file(path: Path, out: list[str]) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    out.append(digest.hexdigest())
+def staging_dir_for(artifact_root: Path) -> Path:
+    """Where temporary files of a run are written: beside ``artifacts/``, on the same file system."""
+    return artifact_root.parent / STAGING_DIR
 
 
-def _replace_releasing_old_in_background(tmp: Path, path: Path) -> None:
+def _replace_releasing_old_in_background(tmp: Path, path: Path, staging: Path) -> None:
     """``os.replace(tmp, path)``, but a replaced large file is freed by a background thread.
 
     Freeing a 200 MB file's blocks takes tens of milliseconds inside the rename; a second hard
-    link keeps the old file alive through the rename, and a daemon thread unlinks it after.
-    Readers see the old or the new file, never none.
+    link (in the staging folder, never listed) keeps the old file alive through the rename, and
+    a daemon thread unlinks it after. Readers see the old or the new file, never none.
     """
     trash = None
     try:
         if path.stat().st_size >= 16 << 20:
-            trash = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.old")
+            trash = Path(tempfile.mktemp(prefix=f".{path.name}.", suffix=".old", dir=staging))
             os.link(path, trash)
     except OSError:
         trash = None
@@ -111,22 +146,31 @@ def _replace_releasing_old_in_background(tmp: Path, path: Path) -> None:
         threading.Thread(target=trash.unlink, kwargs={"missing_ok": True}, daemon=True).start()
 
 
-def dump_to_file(obj: Any, path: Path, name: str) -> str:
-    """Pickle ``obj`` to ``path`` atomically (temp name, then rename); return its SHA-256."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def dump_to_file(obj: Any, path: Path, name: str, staging: Path | None = None) -> str:
+    """Pickle ``obj`` to ``path`` atomically; return its checksum as ``algorithm:hex``.
+
+    The temporary file is written in ``staging`` (default: beside ``path``) under a unique
+    name, so two threads or processes saving the same name never share one.
+    """
+    staging = staging or path.parent
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb", buffering=1 << 20) as raw:
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=staging)
+        tmp = Path(tmp_name)
+        with open(fd, "wb", buffering=1 << 20) as raw:
             writer = _HashingWriter(raw)
             try:
                 pickle.dump(obj, writer, protocol=PICKLE_PROTOCOL)
             except BaseException:
                 writer.abandon()
                 raise
-            digest = writer.hexdigest()
-        _replace_releasing_old_in_background(tmp, path)
+            checksum = writer.checksum()
+        _replace_releasing_old_in_background(tmp, path, staging)
+        tmp = None
     except BaseException as exc:
-        if tmp.parent.is_dir():
+        if tmp is not None:
             tmp.unlink(missing_ok=True)
         if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError, RecursionError)):
             raise SaveObjectError(
@@ -139,75 +183,138 @@ def dump_to_file(obj: Any, path: Path, name: str) -> str:
                 "space and the permissions of the artifact folder."
             ) from exc
         raise
-    return digest
+    return checksum
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only admits classes from an allow-list of modules.
+def clean_object_name(name: str) -> str:
+    """The artifact path of an object to load: relative, inside the run, normalised.
 
-    Use it for artifacts you did not write yourself: a pickle can run any code on load.
+    Refuses absolute paths, ``..`` that leaves the run, backslashes and NUL, as save_objects does.
     """
+    if not isinstance(name, str) or not name:
+        raise LoadObjectError(f"Object name must be a non-empty string, got {name!r}.")
+    if "\x00" in name or "\\" in name:
+        raise LoadObjectError(f"Object name {name!r} contains a NUL or a backslash; use '/' between folders.")
+    norm = posixpath.normpath(name)
+    if name.startswith("/") or norm == ".." or norm.startswith("../") or norm == "." or os.path.isabs(name):
+        raise LoadObjectError(
+            f"Object name {name!r} leaves the run's artifacts: use a path relative to the run (no '/' prefix, no '..')."
+        )
+    return norm
 
-    def __init__(self, file: Any, allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES) -> None:
-        super().__init__(file)
-        self._allowed = allowed_modules
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins":
-            if name in SAFE_BUILTINS:
-                return super().find_class(module, name)
-        elif any(module == m or module.startswith(m + ".") for m in self._allowed):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"restricted mode refuses {module}.{name}; pass allowed_modules=(..., {module.split('.')[0]!r}) "
-            "if you trust this artifact"
+def path_inside(root: Path, rel: str, name: str) -> Path:
+    """``root / rel`` after following symlinks, refused unless it stays under ``root``."""
+    rel = clean_object_name(rel)
+    base = root.resolve()
+    target = (root / rel).resolve()
+    if target != base and base not in target.parents:
+        raise LoadObjectError(
+            f"Object {name!r} resolves outside the run's artifacts (to {target}); a symlink in the artifact "
+            "folder points elsewhere. Refusing to read it."
+        )
+    return target
+
+
+def _read_all(path: Path, name: str) -> bytearray:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            buf = bytearray(size)
+            view = memoryview(buf)
+            got = 0
+            while got < size:
+                n = fh.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got != size:
+                del view
+                del buf[got:]
+            return buf
+    except FileNotFoundError:
+        raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).") from None
+    except IsADirectoryError:
+        raise LoadObjectError(f"Artifact {name!r} is a folder, not a pickled object.") from None
+    except OSError as exc:
+        raise LoadObjectError(f"Artifact {name!r} could not be read from {path}: {exc}") from exc
+
+
+def verify(data: Any, name: str, checksum: tuple[str, str] | None) -> None:
+    """Raise LoadObjectError unless ``data`` has the recorded checksum."""
+    if checksum is None:
+        return
+    algorithm, expected = checksum
+    actual = digest_of(data, algorithm)
+    if actual != expected:
+        raise LoadObjectError(
+            f"Artifact {name!r} is corrupt or was replaced: its {algorithm} checksum is {actual[:16]}..., but "
+            f"{expected[:16]}... was recorded when it was saved. It was not unpickled. Save it again."
         )
 
 
 def load_from_file(
     path: Path,
     name: str,
-    expected_sha256: str | None,
+    checksum: tuple[str, str] | None,
     unpickler: Any = None,
     restricted: bool = False,
-    allowed_modules: tuple[str, ...] | None = None,
+    allow: Iterable[str] = (),
 ) -> Any:
-    """Unpickle ``path``, verifying the SHA-256 recorded at save time when there is one."""
+    """Read ``path`` into memory, verify its checksum, then unpickle from that buffer.
+
+    The bytes that were verified are the bytes that are unpickled: the file is not read twice.
+    """
     if not path.is_file():
+        if path.exists():
+            raise LoadObjectError(f"Artifact {name!r} is a folder, not a pickled object.")
         raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).")
-    # The checksum is computed by a second thread reading the same (cached) file while this
-    # one unpickles; the object is only returned once both agree.
-    digests: list[str] = []
-    hasher = None
-    if expected_sha256 is not None:
-        hasher = threading.Thread(target=_sha256_of_file, args=(path, digests), name="qrecorder-sha256", daemon=True)
-        hasher.start()
+    data = _read_all(path, name)
+    verify(data, name, checksum)
+    return unpickle(data, name, unpickler, restricted, allow)
+
+
+def unpickle(data: Any, name: str, unpickler: Any = None, restricted: bool = False, allow: Iterable[str] = ()) -> Any:
+    """Unpickle verified bytes; every failure becomes a LoadObjectError naming the object."""
+    pairs = allowed_pairs(allow) if restricted else None  # a bad allow= entry is the caller's error
     try:
-        with open(path, "rb", buffering=1 << 20) as raw:
-            if restricted:
-                obj = RestrictedUnpickler(raw, allowed_modules or DEFAULT_ALLOWED_MODULES).load()
-            else:
-                obj = (unpickler or pickle.Unpickler)(raw).load()
+        if pairs is not None:
+            return RestrictedUnpickler(io.BytesIO(data), pairs).load()
+        if unpickler is not None:
+            return unpickler(io.BytesIO(data)).load()
+        return pickle.loads(data)
+    except LoadObjectError:
+        raise
     except Exception as exc:
         raise LoadObjectError(f"Artifact {name!r} could not be unpickled: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if hasher is not None:
-            hasher.join()
-    digest = digests[0] if digests else None
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise LoadObjectError(
-            f"Artifact {name!r} is corrupt: its SHA-256 is {(digest or 'unreadable')[:16]}..., but {expected_sha256[:16]}... "
-            "was recorded when it was saved. Save it again."
-        )
-    return obj
+
+
+def _tag_key(prefix: str, name: str) -> str:
+    from .validation import _KEY_RE, MAX_KEY_LENGTH
+
+    key = prefix + name
+    if len(key) <= MAX_KEY_LENGTH and _KEY_RE.match(key) and ".." not in key and "//" not in key:
+        return key
+    return prefix + "name-sha1-" + hashlib.sha1(name.encode("utf-8")).hexdigest()
 
 
 def checksum_tag(name: str) -> str:
-    """The run tag holding an object's SHA-256. Names MLflow refuses as tag keys (spaces are
+    """The run tag holding an object's checksum. Names MLflow refuses as tag keys (spaces are
     fine, parentheses are not) get a key derived from a hash of the name instead."""
-    from .validation import _KEY_RE, MAX_KEY_LENGTH
+    return _tag_key(CHECKSUM_TAG_PREFIX, name)
 
-    key = CHECKSUM_TAG_PREFIX + name
-    if len(key) <= MAX_KEY_LENGTH and _KEY_RE.match(key) and ".." not in key and "//" not in key:
-        return key
-    return CHECKSUM_TAG_PREFIX + "name-sha1-" + hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+def legacy_checksum_tag(name: str) -> str:
+    """The SHA-256 tag written by qrecorder releases before BLAKE3 (still verified)."""
+    return _tag_key(LEGACY_CHECKSUM_TAG_PREFIX, name)
+
+
+def recorded_checksum(tags: dict[str, str], name: str) -> tuple[str, str] | None:
+    """The checksum recorded for object ``name`` in a run's tags, newest scheme first."""
+    value = tags.get(checksum_tag(name))
+    if value is not None:
+        return parse_checksum(value, legacy=False)
+    value = tags.get(legacy_checksum_tag(name))
+    if value is not None:
+        return parse_checksum(value, legacy=True)
+    return None

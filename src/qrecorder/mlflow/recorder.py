@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import hashlib
 import logging
 import os
 import shutil
@@ -11,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +159,7 @@ class MLflowRecorder(Recorder):
         self._apply_run(run)
         if resumed:
             # Known params, whole (a long value is stored shortened, with its full text aside).
-            full = {k: self._expand(v) for k, v in run.data.params.items()}
+            full = {k: self._expand(k, v, "params") for k, v in run.data.params.items()}
             with self._params_lock:
                 self._params.update(full)
         self.status = Recorder.STATUS_R
@@ -268,7 +270,7 @@ class MLflowRecorder(Recorder):
         """Keep a value longer than MLflow's limit whole, as an artifact; store a pointer."""
         if len(value) <= limit:
             return value
-        artifact = f"{LONG_VALUE_DIR}/{kind}/{key}.txt"
+        artifact = _long_value_artifact(kind, key)
         self._write_text(value, artifact)
         marker = f"{LONG_VALUE_MARKER}{artifact}]"
         return value[: limit - len(marker)] + marker
@@ -278,9 +280,16 @@ class MLflowRecorder(Recorder):
         if local is not None:
             target = local / artifact_file
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
+            staging = objects.staging_dir_for(local)
+            staging.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=staging)
+            try:
+                with open(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         else:
             calls.call(self.client.log_text, self._require_id(), text, artifact_file)
 
@@ -293,30 +302,34 @@ class MLflowRecorder(Recorder):
             calls.call(self.client.log_artifact, run_id, str(path), artifact_path)
 
     def _save_objects(self, objs: Mapping[str, Any], artifact_path: str | None) -> None:
-        from mlflow.entities import RunTag
-
         run_id = self._require_id()
         local = self._local_artifact_dir()
-        checksums: list[Any] = []
         for name, obj in objs.items():
             rel = f"{artifact_path}/{name}" if artifact_path else name
-            if local is not None:
-                digest = objects.dump_to_file(obj, local / rel, name)
-            else:
-                tmpdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
-                try:
-                    digest = objects.dump_to_file(obj, tmpdir / Path(name).name, name)
-                    parent = posix_parent(rel)
-                    calls.call(self.client.log_artifact, run_id, str(tmpdir / Path(name).name), parent)
-                finally:
-                    shutil.rmtree(tmpdir, ignore_errors=True)
-            checksums.append((objects.checksum_tag(rel), digest))
-        # Written now, not queued: another process may load the object right after this call.
+            # One writer per (run, name) at a time, across threads and (on local stores) processes:
+            # the file and its checksum tag then always belong to the same save.
+            with _object_lock(run_id, rel, local):
+                if local is not None:
+                    checksum = objects.dump_to_file(obj, local / rel, name, objects.staging_dir_for(local))
+                else:
+                    tmpdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
+                    try:
+                        checksum = objects.dump_to_file(obj, tmpdir / Path(name).name, name)
+                        parent = posix_parent(rel)
+                        calls.call(self.client.log_artifact, run_id, str(tmpdir / Path(name).name), parent)
+                    finally:
+                        shutil.rmtree(tmpdir, ignore_errors=True)
+                # Written now, not queued: another process may load the object right after this call.
+                self._write_tags_now(run_id, [(objects.checksum_tag(rel), checksum)])
+
+    def _write_tags_now(self, run_id: str, tags: list[tuple[str, str]]) -> None:
+        from mlflow.entities import RunTag
+
         sink = self._store.sql_sink
         if sink is not None:
-            calls.call(sink.log_batch, run_id, [], [], checksums)
+            calls.call(sink.log_batch, run_id, [], [], tags)
         else:
-            calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in checksums])
+            calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
 
     def load_object(
         self,
@@ -324,29 +337,65 @@ class MLflowRecorder(Recorder):
         unpickler: Any = None,
         *,
         restricted: bool = False,
+        allow: tuple[str, ...] = (),
         allowed_modules: tuple[str, ...] | None = None,
+        require_checksum: bool | None = None,
     ) -> Any:
-        """Unpickle artifact ``name``; verify the SHA-256 recorded by save_objects.
+        """Unpickle artifact ``name`` after verifying the checksum recorded by save_objects.
 
-        ``restricted=True`` admits only classes from an allow-list (numpy, pandas, builtins, ...),
-        for artifacts you did not write yourself. Raises LoadObjectError on any failure.
+        The file is read once into memory and checked before any byte is unpickled.
+        ``restricted=True`` admits only allow-listed globals (numpy, pandas, builtins' containers;
+        add exact ``module.qualname`` entries with ``allow=``), for artifacts you did not write
+        yourself. ``require_checksum=True`` (or ``QRECORDER_REQUIRE_CHECKSUM=1``) refuses objects
+        that have no recorded checksum (uploaded files, Qlib-era runs). Raises LoadObjectError.
         """
+        rel = objects.clean_object_name(name)
+        if allowed_modules:  # the pre-0.2 keyword: its entries are now exact names too
+            allow = (*allow, *allowed_modules)
+        if restricted:
+            objects.allowed_pairs(allow)  # refuse a bad allow= before reading anything
+        if require_checksum is None:
+            require_checksum = os.environ.get("QRECORDER_REQUIRE_CHECKSUM", "").strip().lower() in ("1", "true", "yes")
         run_id = self._require_id()
         self._store.writer.flush(run_id)
-        run = self._fetch_run()
-        expected = run.data.tags.get(objects.checksum_tag(name))
+        for attempt in (0, 1):
+            checksum = objects.recorded_checksum(self._fetch_run().data.tags, rel)
+            if checksum is None and require_checksum:
+                raise LoadObjectError(
+                    f"Artifact {name!r} of recorder {run_id} has no recorded checksum, and require_checksum is on: "
+                    "it was not saved by save_objects (or predates checksums). Load it with require_checksum=False "
+                    "if you trust it."
+                )
+            try:
+                data = self._read_object_bytes(run_id, rel, name)
+                objects.verify(data, name, checksum)
+            except LoadObjectError as exc:
+                # A save of the same name by another process may sit between its file and its tag.
+                if attempt == 0 and checksum is not None and "checksum" in str(exc):
+                    time.sleep(0.05)
+                    continue
+                raise
+            return objects.unpickle(data, name, unpickler, restricted, allow)
+        raise AssertionError("unreachable")
+
+    def _read_object_bytes(self, run_id: str, rel: str, name: str) -> bytearray:
         local = self._local_artifact_dir()
         if local is not None:
-            return objects.load_from_file(local / name, name, expected, unpickler, restricted, allowed_modules)
+            path = objects.path_inside(local, rel, name)
+            if not path.is_file():
+                if path.exists():
+                    raise LoadObjectError(f"Artifact {name!r} is a folder, not a pickled object.")
+                raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).")
+            return objects._read_all(path, name)
         from mlflow.exceptions import MlflowException
 
         tmpdir = tempfile.mkdtemp(prefix="qrecorder-")
         try:
             try:
-                path = calls.call(self.client.download_artifacts, run_id, name, tmpdir)
+                path = calls.call(self.client.download_artifacts, run_id, rel, tmpdir)
             except (MlflowException, OSError) as exc:
                 raise LoadObjectError(f"No artifact named {name!r} in recorder {run_id}: {exc}") from exc
-            return objects.load_from_file(Path(path), name, expected, unpickler, restricted, allowed_modules)
+            return objects._read_all(objects.path_inside(Path(tmpdir), os.path.relpath(path, tmpdir), name), name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -372,11 +421,11 @@ class MLflowRecorder(Recorder):
 
     def list_params(self) -> dict[str, str]:
         params = dict(self._synced_run().data.params)
-        return {k: self._expand(v) for k, v in params.items()}
+        return {k: self._expand(k, v, "params") for k, v in params.items()}
 
     def list_tags(self) -> dict[str, str]:
         tags = dict(self._synced_run().data.tags)
-        return {k: self._expand(v) for k, v in tags.items()}
+        return {k: self._expand(k, v, "tags") for k, v in tags.items()}
 
     def get_metric_history(self, key: str) -> list[tuple[int, float, int]]:
         """(step, value, timestamp) of every value logged for ``key``, in step order."""
@@ -385,23 +434,56 @@ class MLflowRecorder(Recorder):
         history = calls.call(self.client.get_metric_history, run_id, key)
         return sorted(((m.step, m.value, m.timestamp) for m in history), key=lambda t: (t[0], t[2]))
 
-    def _expand(self, value: str) -> str:
-        """Replace a long-value pointer by the full text kept as an artifact."""
-        if LONG_VALUE_MARKER not in value or not value.endswith("]"):
+    def _expand(self, key: str, value: str, kind: str) -> str:
+        """Replace a long-value pointer by the full text kept as an artifact.
+
+        Only the pointer qrecorder itself writes for this key is followed
+        (``qrecorder/long_values/<kind>/<key>.txt``, inside the run): a value that merely looks
+        like a pointer, e.g. one naming ``../../etc/passwd``, is returned as it is.
+        """
+        if not value.endswith("]") or LONG_VALUE_MARKER not in value:
             return value
         artifact = value[value.rindex(LONG_VALUE_MARKER) + len(LONG_VALUE_MARKER) : -1]
+        if artifact != _long_value_artifact(kind, key):
+            return value
         local = self._local_artifact_dir()
         try:
             if local is not None:
-                return (local / artifact).read_text(encoding="utf-8")
+                return objects.path_inside(local, artifact, key).read_text(encoding="utf-8")
             return _download_text(self, artifact)
-        except OSError as exc:
+        except (OSError, LoadObjectError) as exc:
             raise LoadObjectError(f"The full value kept in artifact {artifact!r} could not be read: {exc}") from exc
 
     def refresh(self) -> MLflowRecorder:
         """Re-read status, times and name from the store."""
         self._apply_run(self._fetch_run())
         return self
+
+
+def _long_value_artifact(kind: str, key: str) -> str:
+    return f"{LONG_VALUE_DIR}/{kind}/{key}.txt"
+
+
+_OBJECT_LOCKS_GUARD = threading.Lock()
+_OBJECT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def _object_lock(run_id: str, rel: str, local: Path | None) -> Iterator[None]:
+    """Serialise saves of one object name in one run: threads here, processes by a file lock."""
+    with _OBJECT_LOCKS_GUARD:
+        lock = _OBJECT_LOCKS.setdefault((run_id, rel), threading.Lock())
+    with lock:
+        if local is None:
+            yield
+            return
+        from filelock import FileLock
+
+        staging = objects.staging_dir_for(local)
+        staging.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1(rel.encode("utf-8")).hexdigest()
+        with FileLock(str(staging / f"{digest}.lock")):
+            yield
 
 
 def posix_parent(rel: str) -> str | None:
