@@ -1,5 +1,6 @@
 """Bad configs fail fast with the file and the field named."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,54 @@ def test_user_class_from_file_relative_to_config(tmp_path):
     (tmp_path / "broken.py").write_text("import nonexistent_module_xyz\n")
     with pytest.raises(ConfigError, match="broken.py.*ModuleNotFoundError"):
         init_instance_by_config({"class": "M", "module_path": "broken.py"}, base_dir=tmp_path, field="task.model")
+
+
+def test_constructor_keywords_and_segments_checked_without_building(tmp_path):
+    from qrecorder.workflow.run import check_config
+
+    cases = [
+        (lambda c: c["task"]["model"]["kwargs"].update(estimatr="ols"), "task.model.kwargs",
+         "LinearModel() takes no argument(s) 'estimatr'; did you mean 'estimatr' -> 'estimator'?"),
+        (lambda c: c["task"]["record"][1]["kwargs"].update(ana_long_shot=True), "task.record[1].kwargs",
+         "'ana_long_shot' -> 'ana_long_short'"),
+        (lambda c: c["task"]["record"][2]["kwargs"]["config"]["backtest"].update(benchmark="SH000300"),
+         "task.record[2].kwargs", "'SH000300' is not available"),
+        (lambda c: c["task"]["dataset"]["kwargs"]["segments"].update(valid=["2020-07-31", "2020-07-01"]),
+         "task.dataset.kwargs.segments.valid", "start 2020-07-31 is after end 2020-07-01"),
+        (lambda c: c["task"]["dataset"]["kwargs"].pop("segments"), "task.dataset.kwargs",
+         "needs argument(s) 'segments'"),
+    ]
+    for mutate, field, text in cases:
+        cfg = copy.deepcopy(config(LINEAR))
+        mutate(cfg)
+        with pytest.raises(ConfigError) as e:
+            check_config(load_config(_write(tmp_path, cfg)))
+        assert e.value.field == field and text in str(e.value), str(e.value)
+    assert check_config(load_config(_write(tmp_path, config(LINEAR)))) is False  # not a Qlib config
+
+
+def test_base_config_path_and_sys_rel_path(tmp_path):
+    """qrun's BASE_CONFIG_PATH (merged under this file) and sys.rel_path (module search path)."""
+    import sys
+
+    from qrecorder.workflow.run import check_config
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "relmodels.py").write_text(
+        "class M:\n    def __init__(self, k=1, seed=None):\n        self.k = k\n"
+        "    def fit(self, ds):\n        pass\n    def predict(self, ds, segment='test'):\n        pass\n")
+    _write(tmp_path, config(LINEAR), name="base.yaml")
+    child = {"BASE_CONFIG_PATH": "base.yaml", "sys": {"rel_path": ["lib"]},
+             "task": {"model": {"class": "M", "module_path": "relmodels", "kwargs": {"k": 2}}}}
+    try:
+        cfg = load_config(_write(tmp_path, child, name="child.yaml"))
+        assert cfg["task"]["model"] == {"class": "M", "module_path": "relmodels", "kwargs": {"estimator": "ols", "k": 2}}
+        assert len(cfg["task"]["record"]) == 3
+        with pytest.raises(ConfigError, match="'estimator'"):  # merged kwargs: the base's estimator is unknown to M
+            check_config(cfg)
+        cfg["task"]["model"]["kwargs"].pop("estimator")
+        check_config(cfg)
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str((tmp_path / "lib").resolve())]
+    with pytest.raises(ConfigError, match="BASE_CONFIG_PATH: base config 'nope.yaml' not found"):
+        load_config(_write(tmp_path, {"BASE_CONFIG_PATH": "nope.yaml", "task": {}}, name="c2.yaml"))

@@ -23,7 +23,13 @@ def _fail(exc: BaseException) -> None:
 @click.option("--uri", default=None, help="Tracking URI (default: QRECORDER_URI, MLFLOW_TRACKING_URI, ./mlflow.db).")
 def run_cmd(config: str, experiment_name: str | None, recorder_name: str | None, seed: int | None,
             uri: str | None) -> None:
-    """Run one workflow CONFIG (Qlib's qrun): fit the model, run the records, inside R.start."""
+    """Run one workflow CONFIG (Qlib's qrun): fit the model, run the records, inside R.start.
+
+    CONFIG may be qrecorder's (synthetic or file data) or Qlib's own (qlib.contrib classes,
+    qlib_init): the latter runs with Qlib (pip install 'qrecorder[qlib]') and records to this
+    store. Config errors (module, class, arguments, segments, benchmark, missing data) exit 2
+    before any run is created.
+    """
     from qrecorder.data.errors import DataError
     from qrecorder.workflow.errors import ConfigError
     from qrecorder.workflow.run import run_task
@@ -33,8 +39,9 @@ def run_cmd(config: str, experiment_name: str | None, recorder_name: str | None,
     except (ConfigError, DataError) as exc:
         _fail(exc)
         return
+    fit = f" (fit {res['fit_seconds']:.1f}s)" if res.get("fit_seconds") is not None else ""
     click.echo(f"recorder {res['recorder_id']} (experiment {res['experiment_id']}) FINISHED "
-               f"in {res['seconds']:.1f}s (fit {res['fit_seconds']:.1f}s)")
+               f"in {res['seconds']:.1f}s{fit}")
     for k, v in sorted(res["metrics"].items()):
         click.echo(f"  {k:55s} {v: .6f}")
 

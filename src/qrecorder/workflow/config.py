@@ -32,7 +32,33 @@ def load_config(path: str | Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"malformed YAML{where}: {problem}", source=str(p)) from exc
+    if isinstance(raw, Mapping) and raw.get("BASE_CONFIG_PATH"):
+        raw = _with_base(raw, p)
     return validate_config(raw, source=str(p), base_dir=p.parent)
+
+
+def _merge(base: Mapping[str, Any], ext: Mapping[str, Any]) -> dict[str, Any]:
+    """Qlib's update_config: mappings merge recursively, anything else in ``ext`` replaces."""
+    out = copy.deepcopy(dict(base))
+    for k, v in ext.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else v
+    return out
+
+
+def _with_base(raw: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """qrun's ``BASE_CONFIG_PATH``: load that file (as given, else relative to this config) under this one."""
+    ref = Path(str(raw["BASE_CONFIG_PATH"]))
+    base_path = ref if ref.exists() else path.parent / ref
+    if not base_path.is_file():
+        raise ConfigError(f"base config {str(ref)!r} not found (tried it and {str(path.parent / ref)!r})",
+                          source=str(path), field="BASE_CONFIG_PATH")
+    try:
+        base = yaml.safe_load(base_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", source=str(base_path)) from exc
+    if not isinstance(base, Mapping):
+        raise ConfigError("top level must be a mapping", source=str(base_path))
+    return _merge(base, raw)
 
 
 def _check_spec(spec: Any, field: str, source: str) -> None:

@@ -1,12 +1,16 @@
-"""Run one workflow task inside ``R.start``: build the dataset and model, fit, run the records.
+"""Run one workflow task: check the config, build the dataset and model, then inside ``R.start``
+fit and run the records.
 
 This is what ``qrec run`` does and what every cell of ``qrec run-all`` does, so each run is an
-ordinary recorder. On failure ``R.start`` stores the traceback on the recorder (artifact
+ordinary recorder. Config, data and constructor errors are raised (ConfigError) before the run
+is created. On a later failure ``R.start`` stores the traceback on the recorder (artifact
 ``traceback.txt``, tag ``qrecorder.exception``) and marks it FAILED; Ctrl-C marks it KILLED.
+A config using Qlib's own classes is run by :mod:`qrecorder.workflow.qlib_run` (Qlib's qrun steps).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -86,16 +90,36 @@ def check_classes(cfg: Mapping[str, Any]) -> None:
                   field=f"task.record[{i}]")
 
 
+def check_config(cfg: Mapping[str, Any]) -> bool:
+    """Every check that builds nothing: structure, classes, constructor arguments, segments, and for a
+    Qlib config that pyqlib is importable. Returns True for a Qlib config. Raises ConfigError."""
+    from qrecorder.workflow.check import check_task, is_qlib_config
+
+    qlib = is_qlib_config(cfg)
+    if qlib:
+        from qrecorder.workflow.qlib_run import qlib_missing
+
+        missing = qlib_missing(cfg)
+        if missing is not None:
+            raise missing
+    check_task(cfg, qlib=qlib)
+    return qlib
+
+
+def _base_tags(cfg: Mapping[str, Any], model_name: str, seed: int | None) -> dict[str, str]:
+    tags = {f"{TAG_PREFIX}model": model_name, f"{TAG_PREFIX}config": str(cfg.get("_source")),
+            f"{TAG_PREFIX}config_hash": config_hash(cfg), f"{TAG_PREFIX}kind": "run"}
+    if seed is not None:
+        tags[f"{TAG_PREFIX}seed"] = str(seed)
+    return tags
+
+
 def _log_start(recorder: Any, cfg: Mapping[str, Any], model_name: str, seed: int, tags: Mapping[str, Any],
                params: Mapping[str, Any]) -> None:
     flat = {f"task.{k}": v for k, v in flatten(cfg["task"]).items() if k != "record"}
     flat = {k: v for k, v in flat.items() if len(str(v)) <= 500}
     recorder.log_params(model=model_name, seed=seed, **flat, **params)
-    recorder.set_tags(**{
-        f"{TAG_PREFIX}model": model_name, f"{TAG_PREFIX}seed": str(seed),
-        f"{TAG_PREFIX}config": str(cfg.get("_source")), f"{TAG_PREFIX}config_hash": config_hash(cfg),
-        f"{TAG_PREFIX}kind": "run", **{k: str(v) for k, v in tags.items()},
-    })
+    recorder.set_tags(**_base_tags(cfg, model_name, seed), **{k: str(v) for k, v in tags.items()})
 
 
 def run_task(
@@ -112,9 +136,10 @@ def run_task(
 ) -> dict[str, Any]:
     """Run a workflow and return ``{recorder_id, experiment_id, metrics, fit_seconds, seconds}``.
 
-    ``seed`` defaults to the config's ``seed`` (else 0); ``experiment_name`` to the config's
-    (else "workflow"); ``model_name`` to the model class name. Exceptions propagate after the
-    recorder is marked FAILED (KILLED for Ctrl-C).
+    ``seed`` defaults to the config's ``seed`` (else 0; for a Qlib config, else no seeding, as
+    qrun); ``experiment_name`` to the config's (else "workflow"); ``model_name`` to the model
+    class name. ConfigError is raised before any run exists; other exceptions propagate after
+    the recorder is marked FAILED (KILLED for Ctrl-C).
     """
     from qrecorder import R
 
@@ -123,18 +148,28 @@ def run_task(
         cfg = config if "_source" in config else validate_config(config)
     else:
         cfg = load_config(config)
-    check_classes(cfg)
-    seed = int(seed if seed is not None else cfg.get("seed", 0))
+    qlib = check_config(cfg)
     exp = experiment_name or cfg.get("experiment_name") or "workflow"
     name = model_name or str(cfg["task"]["model"]["class"]).rsplit(".", 1)[-1]
+    if qlib:  # Qlib's own classes and qrun's steps, on qrecorder's store
+        from qrecorder.workflow.qlib_run import run_qlib_task
+
+        qseed = seed if seed is not None else cfg.get("seed")  # like qrun, no seeding unless asked
+        with R.uri_context(uri) if uri else contextlib.nullcontext():
+            store = R.get_uri()
+        return run_qlib_task(cfg, experiment_name=exp, recorder_name=recorder_name, seed=qseed, model_name=name,
+                             uri=store, tags=tags or {}, params=params or {}, on_start=on_start,
+                             base_tags=_base_tags(cfg, name, qseed), t0=t0)
+    seed = int(seed if seed is not None else cfg.get("seed", 0))
     set_global_seed(seed)
+    # built before the run exists: a data or constructor error leaves no FAILED run behind
+    dataset = build_dataset(cfg)
+    model = build_model(cfg, seed)
     with R.start(experiment_name=exp, recorder_name=recorder_name, uri=uri):
         recorder = R.get_recorder()
         if on_start is not None:
             on_start(recorder)
         _log_start(recorder, cfg, name, seed, tags or {}, params or {})
-        dataset = build_dataset(cfg)
-        model = build_model(cfg, seed)
         t_fit = time.perf_counter()
         model.fit(dataset)
         fit_seconds = time.perf_counter() - t_fit
