@@ -46,13 +46,83 @@ def run_cmd(config: str, experiment_name: str | None, recorder_name: str | None,
         click.echo(f"  {k:55s} {v: .6f}")
 
 
-@click.command("run-all")
-@click.argument("bench_dir", type=click.Path(file_okay=False), default="examples/benchmarks")
-@click.option("--times", "-n", type=int, default=1, show_default=True, help="Repeats per model (one seed each).")
-@click.option("--models", "-m", multiple=True, help="Model folder names (repeat or comma-separate).")
-@click.option("--dataset", default="synthetic", show_default=True)
-@click.option("--universe", default="", help="Config suffix after the dataset, e.g. csi300.")
-@click.option("--exclude", is_flag=True, help="Run every model except --models.")
+# Options of Qlib's examples/run_all_model.py (python-fire) that take a boolean
+_FIRE_BOOLS = ("exclude", "wait-before-rm-env", "wait-when-err")
+_TRUE, _FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n", "none"}
+
+
+def fire_args(args: list[str]) -> list[str]:
+    """Rewrite python-fire spellings into click's: ``--exp_folder_name`` -> ``--exp-folder-name``,
+    ``--exclude=True`` -> ``--exclude``, ``--exclude=False`` / ``--noexclude`` -> nothing."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        tok, i = args[i], i + 1
+        if not tok.startswith("--") or tok == "--":
+            out.append(tok)
+            continue
+        name, eq, value = tok[2:].partition("=")
+        name = name.replace("_", "-")
+        if name.startswith("no") and name[2:] in _FIRE_BOOLS:
+            continue
+        if name not in _FIRE_BOOLS:
+            out.append(f"--{name}{eq}{value}")
+            continue
+        if not eq and i < len(args) and args[i].lower() in _TRUE | _FALSE:  # fire also reads "--exclude True"
+            value, eq, i = args[i], "=", i + 1
+        if eq and value.lower() not in _TRUE | _FALSE:
+            raise click.UsageError(f"--{name} takes True or False, not {value!r}")
+        if not eq or value.lower() in _TRUE:
+            out.append(f"--{name}")
+    return out
+
+
+class _FireCompatCommand(click.Command):
+    """Accepts the command lines of Qlib's run_all_model.py (see docs/cli.md, "From run_all_model.py")."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fire_args(list(args)))
+
+
+def default_bench_dir() -> str:
+    """examples/benchmarks (qrecorder's or Qlib's repo root), else ./benchmarks (Qlib's examples/ folder)."""
+    from pathlib import Path
+
+    for cand in ("examples/benchmarks", "benchmarks"):
+        if Path(cand).is_dir():
+            return cand
+    return "examples/benchmarks"
+
+
+def _qlib_positionals(rest: tuple[str, ...], opts: dict) -> None:
+    """``run [TIMES [MODELS [DATASET [UNIVERSE]]]]``: fire's positional order of ModelRunner.run."""
+    names = ("times", "models", "dataset", "universe")
+    if len(rest) > len(names):
+        raise click.UsageError(f"too many arguments after 'run': {list(rest)} "
+                               "(run_all_model.py's order is: run TIMES MODELS DATASET UNIVERSE)")
+    for name, value in zip(names, rest, strict=False):
+        given = opts[name]
+        if given not in (None, ()):
+            raise click.UsageError(f"{name} given twice: as argument {value!r} and as --{name}")
+        if name == "times":
+            try:
+                opts[name] = int(value)
+            except ValueError:
+                raise click.UsageError(f"TIMES must be an integer, got {value!r}") from None
+        else:
+            opts[name] = (value,) if name == "models" else value
+
+
+@click.command("run-all", cls=_FireCompatCommand)
+@click.argument("args", nargs=-1, metavar="[BENCH_DIR] | run [TIMES [MODELS [DATASET [UNIVERSE]]]]")
+@click.option("--bench-dir", default=None, type=click.Path(file_okay=False),
+              help="Benchmarks folder (default: examples/benchmarks, else ./benchmarks).")
+@click.option("--times", "-n", type=int, default=None, help="Repeats per model (one seed each). [default: 1]")
+@click.option("--models", "-m", multiple=True, help="Model folder names (repeat or comma-separate; [a,b] works).")
+@click.option("--dataset", default=None, help="Config suffix: workflow_config_<model>_<DATASET>.yaml "
+              "[default: synthetic; Alpha360 in the 'run' form, as run_all_model.py]")
+@click.option("--universe", default=None, help="Config suffix after the dataset, e.g. csi500.")
+@click.option("--exclude", is_flag=True, help="Run every model except --models (--exclude=True works).")
 @click.option("--workers", "-w", type=int, default=None, help="Parallel processes (default: CPU cores).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Existing Ray cluster (default: start a local one).")
@@ -60,31 +130,70 @@ def run_cmd(config: str, experiment_name: str | None, recorder_name: str | None,
               help="venv: run each model in a venv built from its requirements.txt (cached).")
 @click.option("--retries", type=int, default=0, show_default=True, help="Extra attempts for a failing cell.")
 @click.option("--seed", "base_seed", type=int, default=0, show_default=True, help="Seed of repeat 0; repeat i uses seed+i.")
-@click.option("--experiment-name", "-e", default="run_all_model", show_default=True)
+@click.option("--experiment-name", "-e", default=None, help="Experiment of the batch's runs. [default: run_all_model]")
+@click.option("--exp-folder-name", default=None,
+              help="run_all_model.py's --exp_folder_name: taken as --experiment-name (runs stay in this store).")
+@click.option("--qlib-uri", default=None,
+              help="run_all_model.py's --qlib_uri: with --env venv, pip-install Qlib from it into each model venv.")
+@click.option("--wait-before-rm-env", is_flag=True, help="run_all_model.py's flag; accepted, nothing to wait for "
+              "(venvs are cached, not removed).")
+@click.option("--wait-when-err", is_flag=True, help="run_all_model.py's flag; accepted, failures never stop the "
+              "batch (listed at the end and in report.html).")
 @click.option("--baseline", default=None, help="Model the others are tested against (default: first by name).")
 @click.option("--out", "out_dir", default="run_all_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--no-resume", is_flag=True, help="Run every cell even if a FINISHED run exists.")
 @click.option("--no-progress", is_flag=True)
 @click.option("--uri", default=None, help="Tracking URI (default: QRECORDER_URI, MLFLOW_TRACKING_URI, ./mlflow.db).")
-def run_all_cmd(bench_dir: str, times: int, models: tuple[str, ...], dataset: str, universe: str, exclude: bool,
-                workers: int | None, executor: str, ray_address: str | None, env: str, retries: int, base_seed: int,
-                experiment_name: str, baseline: str | None, out_dir: str, no_resume: bool, no_progress: bool,
-                uri: str | None) -> None:
+def run_all_cmd(args: tuple[str, ...], bench_dir: str | None, times: int | None, models: tuple[str, ...],
+                dataset: str | None, universe: str | None, exclude: bool, workers: int | None, executor: str,
+                ray_address: str | None, env: str, retries: int, base_seed: int, experiment_name: str | None,
+                exp_folder_name: str | None, qlib_uri: str | None, wait_before_rm_env: bool, wait_when_err: bool,
+                baseline: str | None, out_dir: str, no_resume: bool, no_progress: bool, uri: str | None) -> None:
     """Run every model config in BENCH_DIR (<Model>/workflow_config_<model>_<dataset>.yaml) N times.
 
     Cells (model x seed) already FINISHED in the experiment are skipped; Ctrl-C marks unfinished
     runs KILLED and a rerun of the same command resumes. Prints the results table at the end.
+
+    \b
+    Qlib's run_all_model.py command lines work unchanged after `qrec run-all`:
+      qrec run-all run 3 lightgbm Alpha158 csi500
+      qrec run-all run 3 [mlp,tft,lstm] --exclude=True
+      qrec run-all run --models=[mlp,lightgbm] --dataset=Alpha158
     """
+    from pathlib import Path
+
     from qrecorder.data.errors import DataError
     from qrecorder.runner.batch import run_all
     from qrecorder.runner.executors import RunnerError
     from qrecorder.workflow.errors import ConfigError
 
+    opts = {"times": times, "models": models, "dataset": dataset, "universe": universe}
+    qlib_form = bool(args) and args[0] == "run" and not Path("run").is_dir()
+    if qlib_form:
+        _qlib_positionals(args[1:], opts)
+    elif len(args) > 1:
+        raise click.UsageError(f"one BENCH_DIR expected, got {list(args)} (Qlib's form starts with 'run')")
+    elif args:
+        if bench_dir is not None:
+            raise click.UsageError("BENCH_DIR given twice: as argument and as --bench-dir")
+        bench_dir = args[0]
+    if experiment_name is not None and exp_folder_name is not None and experiment_name != exp_folder_name:
+        raise click.UsageError("--exp-folder-name is --experiment-name: give one of them")
+    if qlib_uri and env != "venv":
+        click.echo(f"note: --qlib-uri {qlib_uri} is used only with --env venv; models run in this Python "
+                   "and its installed pyqlib", err=True)
+    if wait_before_rm_env or wait_when_err:
+        click.echo("note: --wait_before_rm_env/--wait_when_err are accepted and do nothing here: venvs are cached "
+                   "in <out>/.venvs, and failed cells never stop the batch (listed at the end, in report.html)",
+                   err=True)
     try:
-        res = run_all(bench_dir, times=times, models=list(models) or None, dataset=dataset, universe=universe,
-                      exclude=exclude, workers=workers, executor=executor, env=env, retries=retries,
-                      base_seed=base_seed, experiment_name=experiment_name, uri=uri, out_dir=out_dir,
-                      baseline=baseline, resume=not no_resume, progress=not no_progress, ray_address=ray_address)
+        res = run_all(bench_dir or default_bench_dir(), times=opts["times"] or 1, models=list(opts["models"]) or None,
+                      dataset=opts["dataset"] or ("Alpha360" if qlib_form else "synthetic"),
+                      universe=opts["universe"] or "", exclude=exclude, workers=workers, executor=executor, env=env,
+                      retries=retries, base_seed=base_seed,
+                      experiment_name=experiment_name or exp_folder_name or "run_all_model", uri=uri,
+                      out_dir=out_dir, baseline=baseline, resume=not no_resume, progress=not no_progress,
+                      ray_address=ray_address, extra_requirements=[qlib_uri] if qlib_uri else None)
     except (ConfigError, DataError, RunnerError, ValueError) as exc:
         _fail(exc)
         return

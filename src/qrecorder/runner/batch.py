@@ -90,6 +90,19 @@ def _finish(ev: dict[str, Any], task: dict[str, Any], tasks: deque, by_id: dict[
                                 "error": ev.get("error"), "attempts": task["attempt"] + 1})
 
 
+def check_configs(configs: list[Any]) -> None:
+    """Check every config in this process before any run exists (see ``run_all``)."""
+    from qrecorder.workflow.config import load_config
+    from qrecorder.workflow.run import check_config
+
+    for mc in configs:
+        cfg = load_config(mc.config_path)
+        if check_config(cfg):
+            from qrecorder.workflow.qlib_run import check_market_data
+
+            check_market_data(cfg)
+
+
 class _Interrupt(KeyboardInterrupt):
     pass
 
@@ -116,8 +129,16 @@ def run_all(
     ray_address: str | None = None,
     grace: float = 30.0,
     report: bool = True,
+    extra_requirements: list[str] | None = None,
 ) -> BatchResult:
-    """Run models x repeats and write the results table; see docs/runner.md."""
+    """Run models x repeats and write the results table; see docs/runner.md.
+
+    Every config is checked before any run is created (classes, constructor arguments, segments,
+    benchmark, Qlib's market data): a typo raises ConfigError and nothing runs. With
+    ``env="venv"`` the classes may exist only in the model's venv, so the workers check them
+    (still before their run starts). ``extra_requirements`` (e.g. Qlib from a git URI, as
+    run_all_model.py's ``--qlib_uri``) are installed into every model venv.
+    """
     from qrecorder import R
 
     t0 = time.perf_counter()
@@ -132,19 +153,22 @@ def run_all(
             workers=workers, executor=executor, env=env, retries=retries, base_seed=base_seed,
             experiment_name=experiment_name, out_dir=out_dir, baseline=baseline, resume=resume,
             progress=progress, ray_address=ray_address, grace=grace, report=report, t0=t0,
+            extra_requirements=list(extra_requirements or []),
         )
 
 
 def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, universe: str, exclude: bool,
              workers: int, executor: str, env: str, retries: int, base_seed: int, experiment_name: str,
              out_dir: str | Path, baseline: str | None, resume: bool, progress: bool, ray_address: str | None,
-             grace: float, report: bool, t0: float) -> BatchResult:
+             grace: float, report: bool, t0: float, extra_requirements: list[str]) -> BatchResult:
     """run_all's body, with R pointed at the batch's store (restored afterwards)."""
     from qrecorder import R
 
     uri = R.get_uri()  # workers get the store explicitly, through their environment
     configs = discover(bench_dir, models=models, dataset=dataset, universe=universe, exclude=exclude)
     cells = make_cells(configs, times, base_seed)
+    if env == "none":
+        check_configs(configs)
     batch = uuid.uuid4().hex[:10]
     out = Path(out_dir)
     log_dir = out / "logs" / batch
@@ -165,7 +189,7 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
         if env == "venv":
             from qrecorder.runner.envs import VenvManager
 
-            venvs = VenvManager(Path(out_dir) / ".venvs", log_dir)
+            venvs = VenvManager(Path(out_dir) / ".venvs", log_dir, extra_requirements=extra_requirements)
             for c in todo:
                 if c.requirements not in pythons:
                     pythons[c.requirements] = venvs.python_for(c.requirements)

@@ -29,8 +29,9 @@ def _split(models: str | Iterable[str] | None) -> list[str] | None:
         return None
     if isinstance(models, str):
         models = [models]
-    out = [m.strip() for item in models for m in str(item).split(",") if m.strip()]
-    return out or None
+    # Qlib's run_all_model.py spellings too: "[mlp,lightgbm]", "mlp, lightgbm", ["'mlp'"]
+    out = [m.strip("[]()'\" ") for item in models for m in str(item).split(",")]
+    return [m for m in out if m] or None
 
 
 def discover(bench_dir: str | Path, models: str | Iterable[str] | None = None, dataset: str = "synthetic",

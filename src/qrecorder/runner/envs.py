@@ -31,8 +31,10 @@ def requirements_hash(text: str) -> str:
 class VenvManager:
     """``python_for(requirements)`` returns the interpreter to run a model with, building if needed."""
 
-    def __init__(self, cache_dir: str | Path, log_dir: str | Path | None = None) -> None:
+    def __init__(self, cache_dir: str | Path, log_dir: str | Path | None = None,
+                 extra_requirements: list[str] | None = None) -> None:
         self.cache = Path(cache_dir)
+        self.extra = list(extra_requirements or [])  # installed after requirements.txt (e.g. Qlib from git)
         self.log_dir = Path(log_dir) if log_dir else self.cache
         self.built: list[Path] = []  # venvs built (not reused) by this manager
 
@@ -44,7 +46,7 @@ class VenvManager:
             raise RunnerError(f"{req}: requirements file not found")
         from filelock import FileLock
 
-        h = requirements_hash(req.read_text())
+        h = requirements_hash("\n".join([req.read_text(), *self.extra]))
         target = self.cache / h
         python = target / "bin" / "python"
         done = target / ".qrecorder-complete"
@@ -81,3 +83,9 @@ class VenvManager:
                 if res.returncode != 0:
                     shutil.rmtree(target, ignore_errors=True)
                     raise RunnerError(f"{req}: pip install failed (exit {res.returncode}); see {log}")
+            if self.extra:
+                res = subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"),
+                                      "install", "--disable-pip-version-check", *self.extra], stdout=out, stderr=out)
+                if res.returncode != 0:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise RunnerError(f"pip install {' '.join(self.extra)} failed (exit {res.returncode}); see {log}")
