@@ -59,6 +59,15 @@ def running() -> list[Recorder]:
         return list(_running.values())
 
 
+_exit_failures: list[str] = []
+EXIT_CODE_LOST_VALUES = 70  # EX_SOFTWARE: accepted values were not written and no call could raise it
+
+
+def note_exit_failure(message: str) -> None:
+    """Record a failure found while exiting that no caller can be told of any more."""
+    _exit_failures.append(message)
+
+
 def status_for_exception(exc: BaseException | None) -> str:
     """The status a run gets when its block is left with ``exc``."""
     from .recorder import Recorder
@@ -127,12 +136,25 @@ def _at_exit() -> None:
             recorder.end_run(status)
         except Exception as exc:  # noqa: BLE001 - the interpreter is exiting; report loudly
             logger.error("qrecorder: could not end run %s at exit: %s", recorder.id, exc)
-            print(f"qrecorder: could not end run {recorder.id} at exit: {exc}", file=sys.stderr)
+            note_exit_failure(f"could not end run {recorder.id} at exit: {exc}")
     for hook in list(_exit_hooks):
         try:
             hook()
         except Exception as exc:  # noqa: BLE001
             print(f"qrecorder: exit hook failed: {exc}", file=sys.stderr)
+    if _exit_failures and os.environ.get("QRECORDER_EXIT_ON_LOST_VALUES", "1") != "0":
+        # A background failure that no later call could raise must not end in exit status 0.
+        for message in _exit_failures:
+            print(f"qrecorder: {message}", file=sys.stderr)
+        print(f"qrecorder: exiting with status {EXIT_CODE_LOST_VALUES} because logged values were lost "
+              "(the journal keeps them for `qrec recover`)", file=sys.stderr)
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - closed streams
+                pass
+        os._exit(EXIT_CODE_LOST_VALUES)
 
 
 def _after_fork_in_child() -> None:
@@ -141,6 +163,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _running.clear()
     _exit_reason.clear()
+    _exit_failures.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -11,6 +11,7 @@ Opening a store is where concurrency is made safe:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from .writer import BatchWriter
+
+logger = logging.getLogger("qrecorder")
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000
 _PG_SCHEMA_LOCK_KEY = 0x71726563  # "qrec"
@@ -44,6 +47,7 @@ class Store:
         self._writer: BatchWriter | None = None
         self._writer_lock = threading.Lock()
         self._sink: Any = None
+        self._open_report: Any = None  # what the replay at open wrote (qrec recover reports it)
         self.client: MlflowClient = _open_client(location, self.lock_path)
 
     @property
@@ -56,10 +60,29 @@ class Store:
         if self._writer is None:
             with self._writer_lock:
                 if self._writer is None:
+                    from .journal import Journal, journal_dir_for, journaling_enabled
                     from .writer import BatchWriter
 
-                    self._writer = BatchWriter(self.client, sink=self.sql_sink)
+                    journal = None
+                    if journaling_enabled():
+                        journal = Journal(journal_dir_for(self.uri, self.kind, self.location.path), self.uri)
+                    self._writer = BatchWriter(self.client, sink=self.sql_sink, journal=journal)
         return self._writer
+
+    def replay_journals(self) -> Any:
+        """Write what dead processes accepted but never wrote (see journal.py); a ReplayReport."""
+        return self.writer.replay_orphans()
+
+    def _replay_at_open(self) -> None:
+        """At first open in this process: replay orphaned journals, if there are any (one listdir)."""
+        from .journal import has_journals, journal_dir_for, journaling_enabled
+
+        if not journaling_enabled() or not has_journals(journal_dir_for(self.uri, self.kind, self.location.path)):
+            return
+        try:
+            self._open_report = self.replay_journals()
+        except Exception as exc:  # noqa: BLE001 - the journals stay for the next open, gc or recover
+            logger.warning("qrecorder: journals of dead processes could not be replayed now (%s); they are kept", exc)
 
     @property
     def sql_sink(self) -> Any | None:
@@ -108,6 +131,7 @@ def get_store(uri: str) -> Store:
         if store is None:
             store = Store(location)
             _stores[location.uri] = store
+            store._replay_at_open()
     return store
 
 

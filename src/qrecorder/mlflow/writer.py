@@ -7,6 +7,10 @@ run and writes it within MLflow's batch limits. Memory is bounded: past ``max_pe
 values the caller waits (backpressure). Transient failures are retried with backoff; any
 other failure is kept per run and raised to the caller at its next log call, flush or end.
 Heartbeat tags of running runs are refreshed from the same thread.
+
+Every accepted value is also appended to this process's journal (``journal.py``) before the
+call returns, so a SIGKILL loses nothing that was accepted: the next process that opens the
+store replays what had not been settled.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from .. import lifecycle
 from ..errors import LoggingFailedError, StoreUnavailableError
 from . import calls
+from .journal import Journal, claim_orphans
 
 logger = logging.getLogger("qrecorder")
 
@@ -56,8 +61,13 @@ class BatchWriter:
         flush_interval: float | None = None,
         max_pending: int | None = None,
         high_watermark: int = 5000,
+        journal: Journal | None = None,
     ) -> None:
         self._client = client
+        self._journal = journal
+        self._rec_submitted = 0  # journal records accepted (values' calls, not values)
+        self._rec_done = 0  # journal records written to the store (or failed and reported)
+        self._rec_base = 0  # records before the journal's last rotation
         self._sink = sink  # fastwrite.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
         self.flush_interval = flush_interval if flush_interval is not None else _env_float("QRECORDER_FLUSH_INTERVAL", 0.2)
         self.max_pending = int(max_pending if max_pending is not None else _env_float("QRECORDER_MAX_PENDING", 200_000))
@@ -95,6 +105,9 @@ class BatchWriter:
                 self._cond.notify_all()
                 self._cond.wait(0.5)
                 self._raise_pending_error(run_id)
+            if self._journal is not None:
+                self._journal.append(_journal_record(run_id, kind, payload))
+                self._rec_submitted += 1
             self._pending.append((run_id, kind, payload))
             self._pending_count += count
             self._submitted += count
@@ -150,13 +163,24 @@ class BatchWriter:
         if self._thread is None or self._pid != os.getpid():
             self._closed = True
             return
+        failures: list[str] = []
         try:
             self.flush(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - reported, the interpreter is exiting
-            logger.error("qrecorder: values could not be written before exit: %s", exc)
+            failures.append(str(exc))
+        with self._cond:
+            failures.extend(f"run {rid}: {type(e).__name__}: {e}" for rid, e in self._errors.items())
+            self._errors.clear()
+        for message in failures:
+            # No later call will raise it: the process's exit status says it instead.
+            logger.error("qrecorder: values could not be written before exit: %s", message)
+            lifecycle.note_exit_failure(f"values could not be written: {message}")
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            if self._journal is not None:
+                # Nothing unsettled: the journal has served. Else the file stays for the next process.
+                self._journal.close(remove=self._rec_done == self._rec_submitted and not self._pending)
 
     def _raise_pending_error(self, run_id: str) -> None:
         exc = self._errors.pop(run_id, None)
@@ -175,6 +199,9 @@ class BatchWriter:
         self._submitted = self._done = self._flush_waiters = 0
         self._errors, self._heartbeat_runs = {}, {}
         self._thread, self._closed, self._pid = None, False, os.getpid()
+        self._rec_submitted = self._rec_done = self._rec_base = 0
+        if self._journal is not None:
+            self._journal.forget_after_fork()
 
     # ------------------------------------------------------------------ writer thread
     def _start_thread(self) -> None:
@@ -205,16 +232,31 @@ class BatchWriter:
             with self._cond:
                 batch, self._pending = self._pending, []
                 count, self._pending_count = self._pending_count, 0
+                records = len(batch)
                 beat = self._heartbeat_due() if heartbeats else []
                 self._cond.notify_all()  # wake producers blocked on backpressure
             if beat:
                 batch.extend((rid, "t", [(HEARTBEAT_TAG, str(int(time.time())))]) for rid in beat)
+            failed: set[str] = set()
             try:
                 if batch:
-                    self._write(batch)
+                    failed = self._write(batch)
             finally:
                 with self._cond:
                     self._done += count
+                    if records and self._journal is not None:
+                        # Values of a run whose write failed go back into the journal unsettled:
+                        # its caller is told at the next call, and the next process (or
+                        # `qrec recover`) can still write them.
+                        for run_id, kind, payload in batch[:records]:
+                            if run_id in failed:
+                                self._journal.append(_journal_record(run_id, kind, payload))
+                                self._rec_submitted += 1
+                        self._rec_done += records
+                        self._journal.settle(self._rec_done - self._rec_base)
+                        if self._rec_done == self._rec_submitted and self._journal.should_rotate():
+                            self._journal.rotate()
+                            self._rec_base = self._rec_done
                     self._cond.notify_all()
 
     def _heartbeat_due(self) -> list[str]:
@@ -224,7 +266,48 @@ class BatchWriter:
             return list(self._heartbeat_runs)
         return []
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    @property
+    def journal_dir(self) -> str | None:
+        return str(self._journal.directory) if self._journal is not None else None
+
+    def replay_orphans(self) -> ReplayReport:
+        """Write what dead processes' journals accepted but never settled (exactly once in effect)."""
+        report = ReplayReport()
+        if self._journal is None:
+            return report
+        own = self._journal.path if self._pid == os.getpid() else None
+        for orphan in claim_orphans(self._journal.directory, own):
+            batch = [_from_journal_record(r) for r in orphan.records]
+            errors: dict[str, BaseException] = {}
+            with self._write_mutex:
+                self._write(batch, errors)
+            report.files += 1
+            report.values += sum(_count(b) for b in batch)
+            report.runs.update(b[0] for b in batch)
+            for run_id, exc in errors.items():
+                report.errors[run_id] = f"{type(exc).__name__}: {exc}"
+            if errors:
+                kept = orphan.path.with_suffix(".failed")
+                try:
+                    os.replace(orphan.path, kept)
+                    report.kept.append(str(kept))
+                except OSError:
+                    pass
+                orphan.release(remove=False)
+            else:
+                orphan.release(remove=True)
+        if report.values:
+            logger.warning(
+                "qrecorder: replayed %d values of %d run(s) from %d journal(s) of processes that died before "
+                "writing them", report.values, len(report.runs), report.files,
+            )
+        for run_id, message in report.errors.items():
+            logger.error("qrecorder: journal values of run %s could not be replayed: %s", run_id, message)
+        return report
+
+    def _write(self, batch: list[tuple[Any, ...]], errors: dict[str, BaseException] | None = None) -> set[str]:
+        """Write a batch grouped by run; return the runs whose values were not written."""
+        failed: set[str] = set()
         per_run: dict[str, tuple[list[Any], dict[str, str], dict[str, str]]] = defaultdict(lambda: ([], {}, {}))
         for run_id, kind, payload in batch:
             metrics, params, tags = per_run[run_id]
@@ -236,14 +319,20 @@ class BatchWriter:
             else:
                 tags.update(payload)  # the last value of a tag wins
         for run_id, (metrics, params, tags) in per_run.items():
-            if run_id in self._errors:
+            if errors is None and run_id in self._errors:
+                failed.add(run_id)
                 continue  # the run already failed; its caller is told once
             try:
                 self._write_run(run_id, _dedupe(metrics), list(params.items()), list(tags.items()))
             except Exception as exc:  # noqa: BLE001 - kept and raised to the caller
+                failed.add(run_id)
+                if errors is not None:
+                    errors[run_id] = exc
+                    continue
                 logger.error("qrecorder: logging to run %s failed: %s", run_id, exc)
                 with self._cond:
                     self._errors[run_id] = exc
+        return failed
 
     def _write_run(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
         if self._sink is not None and not any(k.startswith("mlflow.") for k, _ in tags):
@@ -263,6 +352,51 @@ class BatchWriter:
             calls.call(fn, *args, **kwargs)  # retries busy/unreachable stores within the budget
         except StoreUnavailableError as exc:
             raise StoreUnavailableError(f"Values of run {run_id} were not written: {exc}") from exc
+
+
+class ReplayReport:
+    """What a journal replay wrote: files, values, runs, and per-run errors."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.values = 0
+        self.runs: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.kept: list[str] = []
+
+
+def _plain(items: Any) -> list[tuple[str, Any]]:
+    return [(str(k), v if v.__class__ in (float, str, int) else (float(v) if isinstance(v, (int, float)) else str(v)))
+            for k, v in items]
+
+
+def _journal_record(run_id: str, kind: str, payload: Any) -> tuple[Any, ...]:
+    if kind == "m":
+        items, step, ts = payload
+        return ("m", run_id, items, step, ts)
+    return (kind, run_id, payload)
+
+
+def plain_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The record with values marshal can write (the rare non-builtin number or string)."""
+    if record[0] == "m":
+        kind, run_id, items, step, ts = record
+        return (kind, run_id, _plain(items), int(step), int(ts))
+    kind, run_id, items = record
+    return (kind, run_id, _plain(items))
+
+
+def _from_journal_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    if record[0] == "m":
+        _, run_id, items, step, ts = record
+        return (run_id, "m", ([tuple(i) for i in items], step, ts))
+    kind, run_id, items = record
+    return (run_id, kind, [tuple(i) for i in items])
+
+
+def _count(entry: tuple[Any, ...]) -> int:
+    _, kind, payload = entry
+    return len(payload[0]) if kind == "m" else len(payload)
 
 
 def _dedupe(metrics: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

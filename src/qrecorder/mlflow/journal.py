@@ -1,0 +1,252 @@
+"""The write-ahead journal: accepted values survive SIGKILL of the logging process.
+
+Why: the batched writer keeps values in memory for up to ``flush_interval`` before they reach
+the store; a SIGKILL (or the OOM killer) there lost everything still queued. Now every
+``log_metrics``/``log_params``/``set_tags`` call appends its values to a per-process journal file
+with one ``write(2)`` before it returns. The data then sits in the kernel's page cache, which
+outlives the process (not a power loss: there is no fsync). The writer thread appends a
+*settled* mark after each batch reaches the store.
+
+A journal belongs to one process, which holds an exclusive ``flock`` on it for its life; the
+kernel drops the lock when the process dies, however it dies. Whoever opens the store next
+(its writer thread), ``qrec gc`` or ``qrec recover`` takes the lock of every journal whose
+owner is gone and writes the records after the last settled mark again, in order. That replay
+is exactly-once in effect: metrics are keyed by (key, timestamp, step, value) and inserted with
+"do nothing on conflict", params accept their own value again, tags are set in the original
+order. Then the journal file is removed, still under the lock, and a replayer that opened it
+concurrently sees the inode gone and skips it.
+
+Format: frames of ``<u32 length><u32 crc32><marshal payload>``. marshal, not pickle: replaying
+a journal must never execute code, whatever the file holds. A torn or corrupt tail (only after
+a power loss or a full disk) ends the replay of that file at the last good frame.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import marshal
+import os
+import socket
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("qrecorder")
+
+_HEADER = struct.Struct("<II")
+_MAGIC = "qrecorder-journal-1"
+_SUFFIX = ".jrnl"
+ROTATE_BYTES = 64 << 20  # truncate a fully settled journal past this size
+SETTLED = "S"
+
+
+def journaling_enabled() -> bool:
+    return os.environ.get("QRECORDER_JOURNAL", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def journal_dir_for(uri: str, kind: str, db_path: Path | None) -> Path:
+    """Where journals of a store live: beside an SQLite file, else in the user's state folder.
+
+    ``QRECORDER_JOURNAL_DIR`` overrides the base folder (one sub-folder per store).
+    """
+    key = hashlib.sha256(_redact(uri).encode("utf-8")).hexdigest()[:16]
+    base = os.environ.get("QRECORDER_JOURNAL_DIR")
+    if base:
+        return Path(base) / key
+    if kind == "sqlite" and db_path is not None:
+        return db_path.parent / ".qrecorder-journal" / db_path.name
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "qrecorder" / "journal" / key
+
+
+def has_journals(directory: Path) -> bool:
+    """Whether ``directory`` holds any journal (cheap: one listdir; missing folder → False)."""
+    try:
+        return any(name.endswith(_SUFFIX) for name in os.listdir(directory))
+    except OSError:
+        return False
+
+
+def _redact(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _frame(record: Any) -> bytes:
+    data = marshal.dumps(record)
+    return _HEADER.pack(len(data), zlib.crc32(data)) + data
+
+
+def read_frames(data: bytes) -> Iterator[Any]:
+    """Records of a journal's bytes, up to the first torn or corrupt frame."""
+    offset, size = 0, len(data)
+    while offset + _HEADER.size <= size:
+        length, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        end = start + length
+        if end > size:
+            return
+        chunk = data[start:end]
+        if zlib.crc32(chunk) != crc:
+            return
+        try:
+            yield marshal.loads(chunk)
+        except (ValueError, EOFError, TypeError):
+            return
+        offset = end
+
+
+class Journal:
+    """This process's journal for one store. Appends are one ``write(2)`` each (O_APPEND)."""
+
+    def __init__(self, directory: Path, uri: str) -> None:
+        self.directory = directory
+        self._uri = _redact(uri)
+        self._fd: int | None = None
+        self._pid = -1
+        self.path: Path | None = None
+        self._bytes = 0
+
+    def _open(self) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}{_SUFFIX}"
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        header = _frame((_MAGIC, self._uri, os.getpid(), socket.gethostname()))
+        os.write(fd, header)
+        self._fd, self._pid, self.path, self._bytes = fd, os.getpid(), path, len(header)
+        return fd
+
+    def append(self, record: tuple[Any, ...]) -> None:
+        """Make ``record`` survive this process: one write into the page cache."""
+        fd = self._fd
+        if fd is None or self._pid != os.getpid():
+            fd = self._open()
+        try:
+            data = _frame(record)
+        except ValueError:  # a value marshal does not know (a str or float subclass)
+            from .writer import plain_record
+
+            data = _frame(plain_record(record))
+        os.write(fd, data)
+        self._bytes += len(data)
+
+    def settle(self, count: int) -> None:
+        """Mark the first ``count`` records of this file as written to the store."""
+        if self._fd is not None and self._pid == os.getpid():
+            data = _frame((SETTLED, count))
+            os.write(self._fd, data)
+            self._bytes += len(data)
+
+    def should_rotate(self) -> bool:
+        return self._bytes >= ROTATE_BYTES
+
+    def rotate(self) -> None:
+        """Empty a fully settled journal (the caller holds the writer's lock)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.ftruncate(self._fd, 0)
+            header = _frame((_MAGIC, self._uri, os.getpid(), socket.gethostname()))
+            os.write(self._fd, header)
+            self._bytes = len(header)
+
+    def close(self, remove: bool) -> None:
+        """Close at exit; ``remove`` when every record is settled (nothing left to replay)."""
+        fd, self._fd = self._fd, None
+        if fd is None or self._pid != os.getpid():
+            return
+        if remove and self.path is not None:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's file and lock are the parent's; open a new one lazily."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # the lock stays: the parent's descriptor still holds it
+            except OSError:
+                pass
+        self.path, self._bytes = None, 0
+
+
+@dataclass
+class Unsettled:
+    """What a dead process's journal holds that may not have reached the store."""
+
+    path: Path
+    records: list[tuple[Any, ...]]
+    lock_fd: int
+
+    def release(self, remove: bool) -> None:
+        if remove:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        os.close(self.lock_fd)
+
+
+def claim_orphans(directory: Path, own: Path | None = None) -> Iterator[Unsettled]:
+    """Journals of dead processes in ``directory``, each locked for the caller.
+
+    A journal whose lock is held belongs to a live process and is skipped.
+    """
+    try:
+        names = sorted(p for p in directory.iterdir() if p.name.endswith(_SUFFIX))
+    except OSError:
+        return
+    for path in names:
+        if own is not None and path == own:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # removed by another replayer meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its process is alive (or another replayer has it)
+        try:
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                raise FileNotFoundError(path)  # replayed and removed before we got the lock
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                data = fh.read()
+        except OSError:
+            os.close(fd)
+            continue
+        yield Unsettled(path, unsettled_records(data), fd)
+
+
+def unsettled_records(data: bytes) -> list[tuple[Any, ...]]:
+    """The data records after the last settled mark (in order)."""
+    records: list[tuple[Any, ...]] = []
+    settled = 0
+    for record in read_frames(data):
+        if not isinstance(record, tuple) or not record:
+            continue
+        if record[0] == _MAGIC:
+            records, settled = [], 0  # a rotation started the file again
+        elif record[0] == SETTLED:
+            settled = max(settled, int(record[1]))
+        else:
+            records.append(record)
+    return records[settled:]

@@ -1,0 +1,75 @@
+"""Background write failures are never silent: exit status, kept journal, `qrec recover`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+QREC = [sys.executable, "-c", "from qrecorder.cli import main; main()"]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from mlflow import MlflowClient
+    from qrecorder import R
+    R.set_uri(sys.argv[1])
+    R.start_exp(experiment_name="lost", recorder_name="victim")
+    rec = R.get_recorder()
+    print(rec.id, flush=True)
+    R.log_metrics(step=0, loss=1.0)
+    R.get_recorder()._store.writer.flush()
+    MlflowClient(sys.argv[1]).delete_run(rec.id)   # another hand deletes the run meanwhile
+    for i in range(1, 50):
+        R.log_metrics(step=i, loss=1.0 / (i + 1))
+    # no later call: the script just ends; the run is ended at exit
+    """
+)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QRECORDER_", "MLFLOW_"))}
+    env["QRECORDER_JOURNAL_DIR"] = str(tmp_path / "journals")
+    return env
+
+
+def test_lost_values_make_the_exit_status_non_zero_and_stay_recoverable(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = _env(tmp_path)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, uri], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    run_id = out.stdout.strip().splitlines()[0]
+    assert out.returncode == 70, out.stderr[-2000:]
+    assert "values could not be written" in out.stderr or "could not end run" in out.stderr
+    assert "exiting with status 70" in out.stderr
+
+    # The next process replays the kept values; the run is still deleted, so they are kept aside.
+    rec = subprocess.run([*QREC, "recover", "--uri", uri, "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert rec.returncode == 1, rec.stdout + rec.stderr
+    report = json.loads(rec.stdout)
+    assert run_id in report["errors"] and report["kept"]
+    assert all(p.endswith(".failed") for p in report["kept"])
+
+    # Restore the run, retry: all 50 values are there, each once.
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).restore_run(run_id)
+    again = subprocess.run([*QREC, "recover", "--uri", uri, "--retry-failed", "--json"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["values"] >= 49
+    steps = sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, "loss"))
+    assert steps == list(range(50))
+    assert not list((tmp_path / "journals").rglob("*.failed")) and not list((tmp_path / "journals").rglob("*.jrnl"))
+
+
+def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = subprocess.run([*QREC, "recover", "--uri", uri], cwd=tmp_path, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Replayed 0 value(s) of 0 run(s) from 0 journal(s)")
