@@ -173,7 +173,10 @@ def test_gc_marks_killed_process_failed(store_dir, sqlite_uri):
     code = (
         "import os\nfrom qrecorder import R\n"
         f"R.set_uri({sqlite_uri!r})\n"
-        "R.start_exp(experiment_name='crash')\nR.log_metrics(x=1.0)\nR.flush()\n"
+        "R.start_exp(experiment_name='crash')\nR.log_metrics(x=1.0)\n"
+        "import time\nrec = R.get_recorder()\n"
+        "while 'qrecorder.process' not in rec.list_tags():\n    time.sleep(0.05)\n"  # written at start, async
+        "R.flush()\n"
         "print(R.get_recorder().id, flush=True)\nos.kill(os.getpid(), 9)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -207,12 +210,14 @@ def test_export_csv_parquet_markdown(store, tmp_path):
 
 def test_ui_and_server_dry_run(store, monkeypatch, tmp_path):
     res = invoke("ui", "--uri", store["uri"], "--port", "5055", "--dry-run")
-    assert res.exit_code == 0 and "mlflow ui --backend-store-uri sqlite:///" in res.output and "5055" in res.output
+    assert res.exit_code == 0 and "MLFLOW_BACKEND_STORE_URI=sqlite:///" in res.output and "mlflow ui" in res.output
+    assert "--backend-store-uri" not in res.output and "5055" in res.output
     assert invoke("ui", "--uri", "http://127.0.0.1:1").exit_code == 1
     res = invoke("server", "--backend-store-uri", "postgresql://u:secret@db:5432/ml", "--artifacts-destination",
                  "s3://bucket/ml", "--host", "0.0.0.0", "--workers", "3", "--dry-run")
     assert res.exit_code == 0, res.output
     assert "postgresql" in res.output and "://u:***@db:5432/ml" in res.output and "secret" not in res.output
+    assert "--backend-store-uri" not in res.output.split("mlflow server")[1]  # by environment, not argv
     assert "--serve-artifacts --artifacts-destination s3://bucket/ml" in res.output and "--workers 3" in res.output
     monkeypatch.delenv("QRECORDER_ADMIN_PASSWORD", raising=False)
     res = invoke("server", "--backend-store-uri", "postgresql://db/ml", "--auth", "--auth-dir", str(tmp_path / "a"), "--dry-run")

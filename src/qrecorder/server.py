@@ -4,12 +4,18 @@ qrecorder does not invent a server: this module builds the ``mlflow server`` com
 (PostgreSQL backend, proxied artifact store, host/port/workers, optional basic auth) and
 runs it as a child process group, so tests and ``qrec server`` can start, kill and restart it.
 
+Secrets never go on a command line (``/proc/PID/cmdline`` is readable by every user of the
+machine): the backend store URI, which may hold the database password, is handed to MLflow
+through the environment (``MLFLOW_BACKEND_STORE_URI``, which ``mlflow server`` reads and passes
+on to its workers the same way); ``/proc/PID/environ`` is readable by the owner only.
+
 Basic auth (``auth=True``) uses MLflow's own ``basic-auth`` app. Its configuration (an
-``basic_auth.ini`` plus the users database) is written into ``auth_dir``; the admin password
-comes from the environment variable ``QRECORDER_ADMIN_PASSWORD`` and is handed to MLflow
-through ``MLFLOW_AUTH_ADMIN_PASSWORD`` (never written to disk). The Flask secret key that
-MLflow requires for CSRF protection is taken from ``QRECORDER_SERVER_SECRET_KEY`` or made
-once and kept in ``auth_dir/secret_key`` (mode 0600) so that all workers and restarts agree.
+``basic_auth.ini`` plus the users database) is written into ``auth_dir`` (made mode 0700);
+the ini, the users database (SQLite) and the secret key are files of mode 0600. The admin
+password comes from the environment variable ``QRECORDER_ADMIN_PASSWORD`` and is handed to
+MLflow through ``MLFLOW_AUTH_ADMIN_PASSWORD`` (never written to disk). The Flask secret key
+that MLflow requires for CSRF protection is taken from ``QRECORDER_SERVER_SECRET_KEY`` or made
+once and kept in ``auth_dir/secret_key`` so that all workers and restarts agree.
 
 No MLflow import here: building the command must stay cheap.
 """
@@ -36,6 +42,8 @@ ENV_ADMIN_PASSWORD = "QRECORDER_ADMIN_PASSWORD"
 ENV_ADMIN_USERNAME = "QRECORDER_ADMIN_USERNAME"
 ENV_SECRET_KEY = "QRECORDER_SERVER_SECRET_KEY"
 AUTH_INI = "basic_auth.ini"
+AUTH_DB = "basic_auth.db"
+ENV_BACKEND_URI = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server`/`mlflow ui` (click envvar)
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 
 
@@ -108,8 +116,20 @@ def _artifacts_destination(dest: str) -> str:
     return str(Path(dest).expanduser().resolve())
 
 
+def has_password(uri: str) -> bool:
+    """True when ``uri`` carries a password in its authority (``scheme://user:pw@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(uri).password)
+    except ValueError:
+        return True  # unparsable: assume the worst
+
+
 def build_command(cfg: ServerConfig) -> list[str]:
-    """The ``mlflow server`` command line for ``cfg`` (run with this interpreter)."""
+    """The ``mlflow server`` command line for ``cfg`` (run with this interpreter).
+
+    The backend store URI is not in it: :func:`build_env` puts it in the environment."""
     if cfg.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {cfg.workers}.")
     if not (0 < cfg.port < 65536):
@@ -119,8 +139,6 @@ def build_command(cfg: ServerConfig) -> list[str]:
         "-m",
         "mlflow",
         "server",
-        "--backend-store-uri",
-        normalize_backend_uri(cfg.backend_store_uri),
         "--serve-artifacts",
         "--artifacts-destination",
         _artifacts_destination(cfg.artifacts_destination),
@@ -148,19 +166,37 @@ def write_auth_config(cfg: ServerConfig) -> Path:
             f"default_permission must be one of {', '.join(PERMISSIONS)}, got {cfg.default_permission!r}."
         )
     folder = cfg.resolved_auth_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    db_uri = cfg.auth_db_uri or "sqlite:///" + str(folder / "basic_auth.db")
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+    db_uri = cfg.auth_db_uri or "sqlite:///" + str(folder / AUTH_DB)
+    if cfg.auth_db_uri is None:
+        # Created here, empty, mode 0600, before MLflow opens it: SQLite keeps an existing
+        # file's mode and gives its -wal/-journal files the same one.
+        _private_file(folder / AUTH_DB, None)
     admin = os.environ.get(ENV_ADMIN_USERNAME, "").strip() or "admin"
     ini = folder / AUTH_INI
-    ini.write_text(
+    _private_file(
+        ini,
         "[mlflow]\n"
         f"default_permission = {cfg.default_permission}\n"
         f"database_uri = {normalize_backend_uri(db_uri)}\n"
         f"admin_username = {admin}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
-        encoding="utf-8",
     )
     return ini
+
+
+def _private_file(path: Path, text: str | None) -> None:
+    """Make ``path`` a file of mode 0600 (whatever it was); write ``text`` when given."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if text is not None else 0)
+    fd = os.open(str(path), flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if text is not None:
+            os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def _secret_key(folder: Path) -> str:
@@ -169,11 +205,10 @@ def _secret_key(folder: Path) -> str:
         return key
     path = folder / "secret_key"
     if path.exists():
+        os.chmod(path, 0o600)
         return path.read_text(encoding="utf-8").strip()
     key = secrets.token_hex(32)
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key)
+    _private_file(path, key)
     return key
 
 
@@ -183,6 +218,7 @@ def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str
     # A client-side tracking URI in the environment must not leak into the server.
     env.pop("MLFLOW_TRACKING_URI", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[ENV_BACKEND_URI] = normalize_backend_uri(cfg.backend_store_uri)  # not on the command line
     if cfg.auth:
         password = env.get(ENV_ADMIN_PASSWORD, "")
         if not password:
@@ -326,10 +362,25 @@ def create_user(url: str, username: str, password: str, *, admin_user: str, admi
         )
 
 
-def mlflow_ui_command(backend_store_uri: str, host: str, port: int, artifacts_destination: str | None = None) -> list[str]:
-    """``mlflow ui`` for a local store (one worker, artifacts served from where runs keep them)."""
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", normalize_backend_uri(backend_store_uri),
-           "--host", host, "--port", str(port), "--workers", "1"]
+def shown_command(cmd: list[str], env: dict[str, str]) -> str:
+    """``cmd`` as a shell line for people (``--dry-run``): the backend variable first, redacted."""
+    prefix = f"{ENV_BACKEND_URI}={redact(env[ENV_BACKEND_URI])} " if ENV_BACKEND_URI in env else ""
+    return prefix + " ".join(redact(part) for part in cmd)
+
+
+def mlflow_ui_env(backend_store_uri: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of ``mlflow ui``: the backend URI goes here, not on its command line."""
+    env = dict(os.environ if base is None else base)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env[ENV_BACKEND_URI] = normalize_backend_uri(backend_store_uri)
+    return env
+
+
+def mlflow_ui_command(host: str, port: int, artifacts_destination: str | None = None) -> list[str]:
+    """``mlflow ui`` for a local store (one worker, artifacts served from where runs keep them).
+
+    Run it with :func:`mlflow_ui_env`, which carries the backend store URI."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
     if artifacts_destination:
         cmd += ["--artifacts-destination", _artifacts_destination(artifacts_destination)]
     return cmd

@@ -462,14 +462,19 @@ def _list_artifacts(store: Any, run_id: str, limit: int = 1000) -> list[dict[str
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--experiment", "-e", "is_experiment", is_flag=True, help="TARGETS are experiments (names or ids), not runs.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete even runs that are still being written (fresh heartbeat).")
+@click.option("--grace", type=float, default=60.0, show_default=True,
+              help="A RUNNING run whose heartbeat is younger than max(--grace, 3 heartbeat intervals) is live.")
 @uri_option
 @json_option
 @handles_errors
-def rm_cmd(targets: tuple[str, ...], is_experiment: bool, yes: bool, uri: str | None, as_json: bool) -> None:
+def rm_cmd(targets: tuple[str, ...], is_experiment: bool, yes: bool, force: bool, grace: float, uri: str | None,
+           as_json: bool) -> None:
     """Delete runs (by id) or, with -e, whole experiments.
 
     MLflow only marks them deleted: they stay restorable until `qrec gc --purge`, and a
-    deleted experiment's name stays reserved until then.
+    deleted experiment's name stays reserved until then. Runs that are still being written
+    (RUNNING with a fresh qrecorder heartbeat) are not deleted without --force.
 
     \b
     Examples:
@@ -480,6 +485,8 @@ def rm_cmd(targets: tuple[str, ...], is_experiment: bool, yes: bool, uri: str | 
 
     manager = _manager(uri)
     kind = "experiment" if is_experiment else "run"
+    if not force:
+        _refuse_live(manager, targets, is_experiment, grace)
     if not yes:
         click.confirm(f"Delete {len(targets)} {kind}(s): {', '.join(targets)}?", abort=True, err=True)
     deleted = []
@@ -501,37 +508,87 @@ def rm_cmd(targets: tuple[str, ...], is_experiment: bool, yes: bool, uri: str | 
     click.echo("They stay restorable until `qrec gc --purge`.")
 
 
+def _refuse_live(manager: Any, targets: tuple[str, ...], is_experiment: bool, grace: float) -> None:
+    """CliError when a target is (or holds) a RUNNING run whose heartbeat is fresh."""
+    import socket
+    import time
+
+    from ..mlflow import calls
+    from ..mlflow.stale import judge, live_runs
+
+    store = manager.store()
+    live: list[tuple[str, Any]] = []
+    if is_experiment:
+        for ident in targets:
+            exp = _resolve_experiment(manager, ident)
+            live += [(f"experiment {exp.name!r}", run) for run in live_runs(store, [exp.id], grace)]
+    else:
+        now, host = time.time(), socket.gethostname()
+        for rid in targets:
+            rec = manager.recorder_by_id(rid)
+            run = calls.call(store.client.get_run, rec.id)
+            if run.info.status == "RUNNING" and judge(run.data.tags, now, grace, host).live:
+                live.append(("", run))
+    if not live:
+        return
+    now = time.time()
+    lines = []
+    for where, run in live[:10]:
+        tags = run.data.tags
+        try:
+            age = f"{now - float(tags.get('qrecorder.heartbeat', 'nan')):.0f}s ago"
+        except ValueError:
+            age = "?"
+        lines.append(f"{run.info.run_id} ({run.info.run_name or '-'}{', ' + where if where else ''}; host "
+                     f"{tags.get('qrecorder.host', '?')}, pid {tags.get('qrecorder.pid', '?')}, last heartbeat {age})")
+    more = f" and {len(live) - 10} more" if len(live) > 10 else ""
+    raise CliError(
+        f"Refusing to delete: {len(live)} RUNNING run(s) are still being written (fresh heartbeat): "
+        + "; ".join(lines) + more
+        + ". Stop them first (or wait until `qrec gc` marks them FAILED), or pass --force to delete anyway."
+    )
+
+
 # ---------------------------------------------------------------------------------- gc
 @click.command("gc")
 @click.argument("experiments", nargs=-1)
 @click.option("--grace", type=float, default=60.0, show_default=True,
               help="Seconds without a heartbeat after which a RUNNING run counts as dead.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Give up (exit 3) when the store's write lock is not free within this many seconds.")
 @click.option("--purge", is_flag=True, help="Also delete for good the runs and experiments marked deleted (and their artifacts).")
 @click.option("--older-than", default=None, metavar="AGE", help="With --purge: only what was deleted longer ago, e.g. 30d, 12h.")
 @click.option("--dry-run", is_flag=True, help="Only report what would be done.")
 @uri_option
 @json_option
 @handles_errors
-def gc_cmd(experiments: tuple[str, ...], grace: float, purge: bool, older_than: str | None, dry_run: bool,
-           uri: str | None, as_json: bool) -> None:
+def gc_cmd(experiments: tuple[str, ...], grace: float, timeout: float, purge: bool, older_than: str | None,
+           dry_run: bool, uri: str | None, as_json: bool) -> None:
     """Mark RUNNING runs whose process died FAILED; with --purge, purge deleted runs.
 
-    A run is dead when its heartbeat is older than max(--grace, 3 heartbeat intervals), or
-    when it ran on this host and its process is gone. Runs written by other tools (no
-    qrecorder heartbeat) are left alone. EXPERIMENTS (names or ids) limit the scan.
+    A run is dead when its heartbeat is older than max(--grace, 3 heartbeat intervals),
+    whatever its pid says (a stopped process, or one in another PID namespace, is judged by its
+    heartbeat). The one shortcut: its process ran on this machine, in this boot and PID
+    namespace, and is provably gone. Runs written by other tools (no qrecorder heartbeat) are
+    left alone. A marked run stays FAILED; if its process comes back, it is listed as
+    "returned". EXPERIMENTS (names or ids) limit the scan.
 
     \b
     Examples:
       qrec gc --dry-run
+      qrec gc --timeout 5
       qrec gc --purge --older-than 30d
     """
     from ..mlflow import query
-    from ..mlflow.stale import mark_stale_runs
+    from ..mlflow.stale import scan
 
+    # Every lock wait and retry of this command (opening the store included) ends within --timeout.
+    budget = float(os.environ.get("QRECORDER_RETRY_SECONDS") or CLI_RETRY_SECONDS)
+    os.environ["QRECORDER_RETRY_SECONDS"] = f"{min(budget, timeout):g}"
     manager = _manager(uri)
     store = manager.store()
     exp_ids = [_resolve_experiment(manager, e).id for e in experiments] or None
-    stale = mark_stale_runs(store, exp_ids, grace_seconds=grace, dry_run=dry_run)
+    report = scan(store, exp_ids, grace_seconds=grace, dry_run=dry_run, timeout=timeout)
     purged: list[str] = []
     if purge:
         if store.kind not in ("sqlite", "postgresql", "mysql", "mssql"):
@@ -546,10 +603,20 @@ def gc_cmd(experiments: tuple[str, ...], grace: float, purge: bool, older_than: 
         if not dry_run:
             _mlflow_gc(store.uri, older_than)
     if as_json:
-        _echo_json({"marked_failed": stale, "purged_runs": purged, "dry_run": dry_run})
+        _echo_json({"marked_failed": report.stale, "reasons": {r: report.reasons[r] for r in report.stale},
+                    "returned": report.returned, "skipped": report.skipped, "purged_runs": purged,
+                    "dry_run": dry_run})
         return
     verb = "Would mark" if dry_run else "Marked"
-    click.echo(f"{verb} {len(stale)} stale RUNNING run(s) FAILED" + (": " + ", ".join(stale) if stale else "."))
+    click.echo(f"{verb} {len(report.stale)} stale RUNNING run(s) FAILED" + (":" if report.stale else "."))
+    for rid in report.stale:
+        click.echo(f"  {rid}: {report.reasons.get(rid, '')}")
+    if report.skipped:
+        click.echo(f"Left {len(report.skipped)} run(s) alone that ended or sent a heartbeat meanwhile: "
+                   + ", ".join(report.skipped))
+    if report.returned:
+        click.echo(f"{len(report.returned)} run(s) marked FAILED earlier are being written again (their process came "
+                   "back); they stay FAILED: " + ", ".join(report.returned))
     if purge:
         verb = "Would purge" if dry_run else "Purged"
         click.echo(f"{verb} deleted runs/experiments" + (f" older than {older_than}" if older_than else "")
@@ -663,19 +730,20 @@ def ui_cmd(host: str, port: int, dry_run: bool, uri: str | None) -> None:
       qrec ui                      (then open http://127.0.0.1:5000)
       qrec ui --uri sqlite:////data/exp/mlflow.db --port 5050
     """
-    from ..server import mlflow_ui_command
+    from ..server import mlflow_ui_command, mlflow_ui_env, shown_command
 
     location = _location(uri)
     if location.kind == "http":
         raise CliError(f"{location.uri} is a tracking server: its UI is at that address already.")
     if location.kind == "file":
         raise CliError("MLflow's UI does not read legacy file stores; migrate with `mlflow migrate-filestore`.")
-    cmd = mlflow_ui_command(location.uri, host, port)
+    cmd = mlflow_ui_command(host, port)
+    env = mlflow_ui_env(location.uri)
     if dry_run:
-        click.echo(" ".join(cmd))
+        click.echo(shown_command(cmd, env))
         return
     click.echo(f"MLflow UI on {location.uri}: http://{host}:{port}  (Ctrl-C to stop)", err=True)
-    sys.exit(_run_foreground(cmd, dict(os.environ)))
+    sys.exit(_run_foreground(cmd, env))
 
 
 def _run_foreground(cmd: list[str], env: dict[str, str]) -> int:
@@ -740,7 +808,15 @@ def server_cmd(backend_store_uri: str, artifacts_destination: str, host: str, po
                   --artifacts-destination s3://bucket/mlflow --host 0.0.0.0 --workers 4
       QRECORDER_ADMIN_PASSWORD=... qrec server --backend-store-uri postgresql://... --auth
     """
-    from ..server import ServerConfig, ServerProcess, build_command, build_env, redact
+    from ..server import (
+        ServerConfig,
+        ServerProcess,
+        build_command,
+        build_env,
+        has_password,
+        redact,
+        shown_command,
+    )
 
     cfg = ServerConfig(
         backend_store_uri=backend_store_uri,
@@ -756,10 +832,15 @@ def server_cmd(backend_store_uri: str, artifacts_destination: str, host: str, po
         cors_allowed_origins=cors_allowed_origins,
     )
     cmd = build_command(cfg)
+    source = click.get_current_context().get_parameter_source("backend_store_uri")
+    if has_password(backend_store_uri) and source is click.core.ParameterSource.COMMANDLINE:
+        click.echo("Warning: the database password in --backend-store-uri is visible to every user of this machine "
+                   "in this command line (ps). Pass the URI in QRECORDER_SERVER_BACKEND_URI, or leave the password "
+                   "out and use PGPASSWORD or ~/.pgpass. (qrec server hands it to MLflow through the environment.)",
+                   err=True)
     if dry_run:
-        if auth:
-            build_env(cfg)  # checks the password and writes the auth config
-        click.echo(" ".join(redact(part) for part in cmd))
+        env = build_env(cfg, base={k: v for k, v in os.environ.items() if k != "MLFLOW_BACKEND_STORE_URI"})
+        click.echo(shown_command(cmd, {"MLFLOW_BACKEND_STORE_URI": env["MLFLOW_BACKEND_STORE_URI"]}))
         return
     server = ServerProcess(cfg)
     click.echo(f"Starting MLflow server on {cfg.url} (runs in {redact(backend_store_uri)}, artifacts in "

@@ -1,7 +1,27 @@
 """Find runs whose process died without ending them (SIGKILL, power loss) and mark them FAILED.
 
-A run is stale when its heartbeat tag is older than ``max(grace, 3 x its heartbeat
-interval)``, or, on the same host, when its recorded process id no longer exists.
+The rule (docs/concepts.md, "Heartbeats and stale runs"):
+
+- A RUNNING run without a ``qrecorder.heartbeat`` tag was not started by qrecorder: never stale.
+- A run is stale when its heartbeat is older than ``max(grace, 3 x its heartbeat interval)``,
+  whatever its recorded pid says. A process that is stopped (SIGSTOP, Ctrl-Z), swapped out or
+  in another PID namespace is judged by this rule alone.
+- The one shortcut: the run's ``qrecorder.process`` tag (boot id, PID namespace, pid and start
+  time, written by the run's process) matches this host, this boot and this PID namespace,
+  and that process is provably gone (no such pid, a zombie, or the pid now belongs to a
+  process that started at another time). Then the run is stale at once. Without that tag, or
+  from another namespace or machine, a pid proves nothing and only the heartbeat counts.
+
+Marking is a compare-and-set: a run is marked only if it is still RUNNING *and* its
+heartbeat is still the one that was judged, so a run that ended or beat meanwhile is left
+alone. Once marked (status FAILED, tags ``qrecorder.stale=1``, ``qrecorder.stale_at``,
+``qrecorder.stale_reason``) the run stays FAILED: a process that comes back is reported by
+the next scan (:attr:`GcReport.returned`) and, at its end of run, :func:`finish_run` keeps the
+status and tells it so, instead of flipping the run back to FINISHED.
+
+Writes take the database's write lock for at most ``timeout`` seconds (SQLite busy timeout,
+PostgreSQL ``lock_timeout``): a process that holds the lock and is stopped makes the scan
+give up with :class:`GcTimeoutError`, never hang.
 """
 
 from __future__ import annotations
@@ -9,59 +29,359 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from .. import provenance
+from ..errors import RecorderNotFoundError, StoreUnavailableError
 from . import calls, query
-from .writer import HEARTBEAT_TAG
 
 if TYPE_CHECKING:
     from .store import Store
 
+HEARTBEAT_TAG = "qrecorder.heartbeat"  # written by writer.py; repeated here to keep imports light
+INTERVAL_TAG = "qrecorder.heartbeat_interval"
+STALE_TAG = "qrecorder.stale"
+STALE_AT_TAG = "qrecorder.stale_at"
+STALE_REASON_TAG = "qrecorder.stale_reason"
+RETURNED_TAG = "qrecorder.stale_returned"
+RETURNED_STATUS_TAG = "qrecorder.stale_returned_status"
+HEARTBEATS_TO_STALE = 3
+DEFAULT_GRACE_S = 60.0
+DEFAULT_TIMEOUT_S = 30.0
 
-def _pid_alive(pid: int) -> bool:
+
+class GcTimeoutError(StoreUnavailableError):
+    """The store's write lock stayed held past the scan's budget (e.g. by a stopped process)."""
+
+    def __init__(self, message: str, marked: list[str], pending: list[str]) -> None:
+        super().__init__(message)
+        self.marked = marked
+        self.pending = pending
+
+
+class StaleRunWarning(UserWarning):
+    """This process's run was marked FAILED by ``qrec gc`` while the process was silent."""
+
+
+@dataclass
+class Verdict:
+    stale: bool
+    reason: str
+    heartbeat: str | None  # the heartbeat tag value judged (the compare-and-set condition)
+    live: bool = False  # has a heartbeat and is not stale: someone is writing it
+
+
+@dataclass
+class GcReport:
+    """What a scan found: runs marked (or to mark), runs that came back, live runs."""
+
+    stale: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    returned: list[str] = field(default_factory=list)  # marked FAILED earlier, heartbeat newer than the mark
+    skipped: list[str] = field(default_factory=list)  # judged stale but they ended or beat meanwhile
+
+
+# ------------------------------------------------------------------ the rule
+def _process_gone(tags: dict[str, str], host: str) -> str | None:
+    """Why the run's process is provably gone from this machine, or None if it may be alive."""
+    if tags.get("qrecorder.host") != host:
+        return None
+    parts = tags.get(provenance.PROCESS_TAG, "").split(":")
+    if len(parts) != 5 or parts[0] != "linux":
+        return None
+    _, boot, ns, pid, start = parts
+    if pid != tags.get("qrecorder.pid"):  # tags of two different processes (a resume in flight)
+        return None
+    if not pid.isdigit() or boot != provenance.boot_id() or ns != provenance.pid_namespace():
+        return None  # another boot or another PID namespace: its pid means nothing here
+    if int(pid) == os.getpid():
+        return None
+    stat = provenance.process_stat(pid)
+    if stat is None:
+        return f"its process {pid} is gone from {host}"
+    state, started = stat
+    if started != start:
+        return f"its process {pid} is gone from {host} (the pid now belongs to another process)"
+    if state in ("Z", "X", "x"):
+        return f"its process {pid} on {host} has exited"
+    return None
+
+
+def judge(tags: dict[str, str], now: float, grace: float, host: str) -> Verdict:
+    """Is a RUNNING run with these tags stale? (the rule in this module's docstring)"""
+    seen = tags.get(HEARTBEAT_TAG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        beat = float(seen) if seen is not None else float("nan")
+        interval = float(tags.get(INTERVAL_TAG, "10"))
+    except ValueError:
+        return Verdict(False, "unreadable heartbeat", seen)
+    if beat != beat:  # no heartbeat: not started by qrecorder, leave it alone
+        return Verdict(False, "no qrecorder heartbeat", seen)
+    gone = _process_gone(tags, host)
+    if gone is not None:
+        return Verdict(True, gone, seen)
+    limit = max(grace, HEARTBEATS_TO_STALE * interval)
+    age = now - beat
+    if age > limit:
+        return Verdict(True, f"no heartbeat for {age:.0f}s (limit {limit:.0f}s)", seen)
+    return Verdict(False, f"heartbeat {age:.0f}s ago", seen, live=True)
 
 
 def is_stale(tags: dict[str, str], now: float, grace: float, host: str) -> bool:
+    return judge(tags, now, grace, host).stale
+
+
+def live_runs(store: Store, experiment_ids: list[str], grace_seconds: float = DEFAULT_GRACE_S) -> list[Any]:
+    """RUNNING runs of these experiments with a fresh heartbeat (someone is writing them)."""
+    if not experiment_ids:
+        return []
+    runs = query.search_runs(store, experiment_ids, filter_string="attributes.status = 'RUNNING'")
+    now, host = time.time(), socket.gethostname()
+    return [run for run in runs if judge(run.data.tags, now, grace_seconds, host).live]
+
+
+# ------------------------------------------------------------------ the scan
+def scan(
+    store: Store,
+    experiment_ids: list[str] | None = None,
+    grace_seconds: float = DEFAULT_GRACE_S,
+    dry_run: bool = False,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> GcReport:
+    """Mark stale RUNNING runs FAILED; report runs that came back after being marked.
+
+    Raises :class:`GcTimeoutError` when the store's write lock is not obtained within
+    ``timeout`` seconds (what was marked before stays marked; the error lists both).
+    """
+    deadline = time.monotonic() + timeout
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in calls.call(store.client.search_experiments, view_type=1)]
+    report = GcReport()
+    if not experiment_ids:
+        return report
+    runs = query.search_runs(store, experiment_ids, filter_string="attributes.status = 'RUNNING'")
+    now, host = time.time(), socket.gethostname()
+    judged = [(run, judge(run.data.tags, now, grace_seconds, host)) for run in runs]
+    to_mark = [(run.info.run_id, v) for run, v in judged if v.stale]
+    report.reasons = {rid: v.reason for rid, v in to_mark}
+    report.returned = _returned(store, experiment_ids, now, grace_seconds)
+    if dry_run:
+        report.stale = [rid for rid, _ in to_mark]
+        return report
+    marker = _SqlMarker(store) if store.engine is not None and store.kind in ("sqlite", "postgresql") else None
     try:
-        beat = float(tags.get(HEARTBEAT_TAG, "nan"))
-        interval = float(tags.get("qrecorder.heartbeat_interval", "10"))
-    except ValueError:
-        return False
-    if tags.get("qrecorder.host") == host and tags.get("qrecorder.pid", "").isdigit():
-        pid = int(tags["qrecorder.pid"])
-        if pid != os.getpid() and not _pid_alive(pid):
-            return True
-    if beat != beat:  # no heartbeat: not started by qrecorder, leave it alone
-        return False
-    return now - beat > max(grace, 3 * interval)
+        for i, (rid, verdict) in enumerate(to_mark):
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise _LockTimeout()
+                if marker is not None:
+                    done = marker.mark(rid, verdict, remaining)
+                else:
+                    done = _mark_via_client(store, rid, verdict, remaining)
+            except _LockTimeout as exc:
+                pending = [r for r, _ in to_mark[i:]]
+                raise GcTimeoutError(_timeout_message(store, timeout, report.stale, pending, exc.detail),
+                                     report.stale, pending) from None
+            (report.stale if done else report.skipped).append(rid)
+    finally:
+        if marker is not None:
+            marker.close()
+    return report
 
 
 def mark_stale_runs(
     store: Store,
     experiment_ids: list[str] | None = None,
-    grace_seconds: float = 60.0,
+    grace_seconds: float = DEFAULT_GRACE_S,
     dry_run: bool = False,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[str]:
     """Mark stale RUNNING runs FAILED (tag ``qrecorder.stale=1``); return their ids."""
+    return scan(store, experiment_ids, grace_seconds, dry_run, timeout).stale
+
+
+def _returned(store: Store, experiment_ids: list[str], now: float, grace: float) -> list[str]:
+    """Runs marked stale earlier whose process wrote a heartbeat after the mark, recently."""
+    flt = f"attributes.status = 'FAILED' and tags.`{STALE_TAG}` = '1'"
+    out = []
+    for run in query.search_runs(store, experiment_ids, filter_string=flt):
+        tags = run.data.tags
+        try:
+            beat, marked = float(tags.get(HEARTBEAT_TAG, "nan")), float(tags.get(STALE_AT_TAG, "nan"))
+            interval = float(tags.get(INTERVAL_TAG, "10"))
+        except ValueError:
+            continue
+        if beat > marked and now - beat <= max(grace, HEARTBEATS_TO_STALE * interval):
+            out.append(run.info.run_id)
+    return out
+
+
+def _timeout_message(store: Store, timeout: float, marked: list[str], pending: list[str], detail: str) -> str:
+    return (
+        f"Gave up after {timeout:g}s: the store's write lock is held by another process ({detail}). "
+        f"A stopped process (SIGSTOP, Ctrl-Z) or a long transaction keeps it until it continues or dies. "
+        f"Marked {len(marked)} of {len(marked) + len(pending)} stale run(s) FAILED"
+        + (f"; not marked: {', '.join(pending)}" if pending else "")
+        + ". Run `qrec gc` again later, or give it more time with --timeout."
+    )
+
+
+class _LockTimeout(Exception):
+    def __init__(self, detail: str = "timed out") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _stale_tags(verdict: Verdict, now: float) -> dict[str, str]:
+    return {STALE_TAG: "1", STALE_AT_TAG: f"{now:.0f}", STALE_REASON_TAG: verdict.reason[:1000]}
+
+
+# ------------------------------------------------------------------ marking on SQL stores
+_MARK = (
+    "UPDATE runs SET status = 'FAILED', end_time = :end_time "
+    "WHERE run_uuid = :run_uuid AND status = 'RUNNING' AND lifecycle_stage = 'active' "
+    "AND (SELECT value FROM tags WHERE run_uuid = :run_uuid AND key = :hb_key) = :seen"
+)
+_UPSERT_TAG = (
+    "INSERT INTO tags (key, value, run_uuid) VALUES (:key, :value, :run_uuid) "
+    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value"
+)
+
+
+def _short_lock_engine(store: Store, timeout: float) -> Any:
+    """A one-connection engine on the store's database whose lock waits end after ``timeout``."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite":
+        return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"timeout": max(timeout, 0.05)})
+    return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(int(timeout), 2)})
+
+
+class _SqlMarker:
+    """Compare-and-set marking in one short transaction per run, with bounded lock waits."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine: Any = None
+        self.sqlite = store.engine.url.get_backend_name() == "sqlite"
+
+    def mark(self, run_id: str, verdict: Verdict, remaining: float) -> bool:
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy import text
+
+        if self.engine is None:
+            self.engine = _short_lock_engine(self.store, remaining)
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                if self.sqlite:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {max(int(remaining * 1000), 50)}")
+                else:
+                    ms = max(int(remaining * 1000), 50)
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                hit = conn.execute(text(_MARK), {"end_time": int(now * 1000), "run_uuid": run_id,
+                                                 "hb_key": HEARTBEAT_TAG, "seen": verdict.heartbeat}).rowcount
+                if hit != 1:
+                    return False
+                conn.execute(text(_UPSERT_TAG), [{"key": k, "value": v, "run_uuid": run_id}
+                                                 for k, v in _stale_tags(verdict, now).items()])
+            return True
+        except sa_exc.OperationalError as exc:
+            detail = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip().splitlines()[0]
+            lowered = detail.lower()
+            if any(s in lowered for s in ("locked", "busy", "lock timeout", "statement timeout", "canceling statement")):
+                raise _LockTimeout(detail) from exc
+            raise
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def _mark_via_client(store: Store, run_id: str, verdict: Verdict, remaining: float) -> bool:
+    """Tracking servers and file stores: re-check, then tag and end (a small race window remains)."""
     from mlflow.entities import RunTag
 
-    if experiment_ids is None:
-        experiment_ids = [e.experiment_id for e in calls.call(store.client.search_experiments, view_type=1)]
-    if not experiment_ids:
-        return []
-    runs = query.search_runs(store, experiment_ids, filter_string="attributes.status = 'RUNNING'")
-    now, host = time.time(), socket.gethostname()
-    stale = [run for run in runs if is_stale(run.data.tags, now, grace_seconds, host)]
-    if dry_run:
-        return [run.info.run_id for run in stale]
-    for run in stale:
-        calls.call(store.client.log_batch, run.info.run_id, tags=[RunTag("qrecorder.stale", "1")])
-        calls.call(store.client.set_terminated, run.info.run_id, "FAILED")
-    return [run.info.run_id for run in stale]
+    budget = os.environ.get("QRECORDER_RETRY_SECONDS")
+    os.environ["QRECORDER_RETRY_SECONDS"] = f"{max(remaining, 0.1):.3f}"
+    try:
+        run = calls.call(store.client.get_run, run_id)
+        if run.info.status != "RUNNING" or run.data.tags.get(HEARTBEAT_TAG) != verdict.heartbeat:
+            return False
+        now = time.time()
+        calls.call(store.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in _stale_tags(verdict, now).items()])
+        calls.call(store.client.set_terminated, run_id, "FAILED")
+        return True
+    except StoreUnavailableError as exc:
+        raise _LockTimeout(str(exc)[:300]) from exc
+    finally:
+        if budget is None:
+            os.environ.pop("QRECORDER_RETRY_SECONDS", None)
+        else:
+            os.environ["QRECORDER_RETRY_SECONDS"] = budget
+
+
+# ------------------------------------------------------------------ the process that comes back
+_FINISH = (
+    "UPDATE runs SET status = :status, end_time = :end_time WHERE run_uuid = :run_uuid "
+    "AND (status = 'RUNNING' OR NOT EXISTS "
+    "(SELECT 1 FROM tags WHERE run_uuid = :run_uuid AND key = :stale_key AND value = '1'))"
+)
+
+
+def returned_message(run_id: str, tags: dict[str, str], wanted: str) -> str:
+    when = tags.get(STALE_AT_TAG, "")
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(when)))
+    except ValueError:
+        pass
+    return (
+        f"Run {run_id} was marked FAILED by `qrec gc` / R.mark_stale_runs() at {when} "
+        f"({tags.get(STALE_REASON_TAG, 'no heartbeat')}) while this process was silent (stopped, "
+        f"suspended or cut off from the store). It stays FAILED; it is not set to {wanted}. "
+        f"What was logged after the mark was kept (tag {RETURNED_TAG}). To continue it on purpose, "
+        "resume it with R.start(recorder_id=..., resume=True)."
+    )
+
+
+def finish_run(store: Store, run_id: str, status: str, end_ms: int) -> str | None:
+    """End a run with ``status`` unless ``qrec gc`` marked it stale meanwhile.
+
+    For the recorder's end of run (instead of ``set_terminated``). Returns None when the status
+    was set; else the status is kept FAILED, the tags ``qrecorder.stale_returned`` (now) and
+    ``qrecorder.stale_returned_status`` (what the process wanted) are written, and the message
+    to warn the process with (:class:`StaleRunWarning`) is returned. On SQL stores the check
+    and the update are one statement; on a tracking server they are two calls.
+    """
+    from mlflow.entities import RunTag
+
+    now = f"{time.time():.0f}"
+    engine = store.engine if store.kind in ("sqlite", "postgresql") else None
+    if engine is not None:
+        from sqlalchemy import text
+
+        with engine.begin() as conn:
+            hit = conn.execute(text(_FINISH), {"status": status, "end_time": end_ms, "run_uuid": run_id,
+                                               "stale_key": STALE_TAG}).rowcount
+            if hit == 1:
+                return None
+            rows = conn.execute(text("SELECT key, value FROM tags WHERE run_uuid = :r"), {"r": run_id}).fetchall()
+            tags = {k: v for k, v in rows}
+            if tags.get(STALE_TAG) != "1":
+                raise RecorderNotFoundError(f"Run {run_id} does not exist in this store; its status was not written.")
+            conn.execute(text(_UPSERT_TAG), [{"key": RETURNED_TAG, "value": now, "run_uuid": run_id},
+                                             {"key": RETURNED_STATUS_TAG, "value": status, "run_uuid": run_id}])
+        return returned_message(run_id, tags, status)
+    run = calls.call(store.client.get_run, run_id)
+    tags = dict(run.data.tags)
+    if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":
+        calls.call(store.client.log_batch, run_id,
+                   tags=[RunTag(RETURNED_TAG, now), RunTag(RETURNED_STATUS_TAG, status)])
+        return returned_message(run_id, tags, status)
+    calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
+    return None
