@@ -131,3 +131,24 @@ class Experiment:
 
     def delete_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ notebooks
+    def _repr_html_(self, max_rows: int = 50) -> str:
+        """A notebook's view: the experiment and its newest ``max_rows`` recorders as an HTML table."""
+        import html
+
+        head = f"<b>Experiment</b> {html.escape(str(self.name))} <code>{html.escape(str(self.id))}</code>"
+        try:
+            recs = self.list_recorders(rtype=self.RT_L, max_results=max_rows + 1)
+        except Exception as exc:  # noqa: BLE001 - a display must not raise; say why it is short
+            return f"<div class='qrec-experiment'>{head}<p>(could not list recorders: {html.escape(str(exc))})</p></div>"
+        recs = list(recs.values()) if isinstance(recs, dict) else list(recs)
+        more = len(recs) > max_rows
+        rows = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(v))}</td>"
+                             for v in (r.id, r.name, r.status, r.start_time, r.end_time)) + "</tr>"
+            for r in recs[:max_rows])
+        heads = "".join(f"<th>{h}</th>" for h in ("id", "name", "status", "start", "end"))
+        return (f"<div class='qrec-experiment'>{head}: {len(recs[:max_rows])}{'+' if more else ''} recorder(s)"
+                f"<table><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>"
+                + (f"<p>(first {max_rows} shown)</p>" if more else "") + "</div>")

@@ -242,6 +242,28 @@ class Recorder:
     def get_local_dir(self) -> str:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ notebooks
+    def _repr_html_(self) -> str:
+        """A notebook's view: the run's info, params, latest metrics and tags (not MLflow's own nor checksums)."""
+        import html
+
+        def table(title: str, items: Mapping[str, Any]) -> str:
+            rows = "".join(f"<tr><td style='text-align:left'>{html.escape(str(k))}</td>"
+                           f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in sorted(items.items()))
+            return f"<details open><summary>{title} ({len(items)})</summary><table>{rows}</table></details>"
+
+        parts = [f"<b>Recorder</b> {html.escape(str(self.name))} <code>{html.escape(str(self.id))}</code> "
+                 f"(experiment <code>{html.escape(str(self.experiment_id))}</code>): <b>{html.escape(str(self.status))}</b>"
+                 f", started {html.escape(str(self.start_time))}, ended {html.escape(str(self.end_time))}"]
+        if self.id is not None:
+            try:
+                tags = {k: v for k, v in self.list_tags().items()
+                        if not k.startswith(("mlflow.", "qrecorder.checksum."))}
+                parts += [table("params", self.list_params()), table("metrics", self.list_metrics()), table("tags", tags)]
+            except Exception as exc:  # noqa: BLE001 - a display must not raise; say why it is short
+                parts.append(f"<p>(could not read the run: {html.escape(f'{type(exc).__name__}: {exc}')})</p>")
+        return "<div class='qrec-recorder'>" + "".join(parts) + "</div>"
+
 
 def _clean_artifact_path(path: str) -> str:
     """Refuse artifact paths that would escape the run's artifact folder."""
