@@ -264,7 +264,6 @@ def test_stopped_process_is_judged_by_heartbeat_and_its_return_is_reported(store
     stop2.touch()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the end-of-run hook (stale.finish_run) in mlflow/recorder.py")
 def test_returned_process_ending_its_run_keeps_failed_and_is_warned(store, spawn):
     proc, info, stop = spawn("comeback")
     run_id = info["run_id"]

@@ -142,6 +142,11 @@ class SqlBatchSink:
             )
             self._check_active(conn, run_id)
 
+    def check_active(self, run_id: str) -> None:
+        """Raise RecorderNotFoundError unless the run exists and is not deleted."""
+        with self.engine.begin() as conn:
+            self._check_active(conn, run_id)
+
     @staticmethod
     def _check_active(conn: Any, run_id: str) -> None:
         from sqlalchemy import text

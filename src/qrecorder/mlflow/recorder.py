@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..recorder import Recorder
 from ..validation import MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH
-from . import calls
+from . import calls, stale
 from .store import Store, get_store
 from .writer import HEARTBEAT_TAG, heartbeat_interval
 
@@ -138,12 +139,13 @@ class MLflowRecorder(Recorder):
         client = self.client
         now_s = str(int(time.time()))
         tags = {
-            "mlflow.user": _user(),
+            "mlflow.user": _user(self._store.kind),
             "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>",
             "mlflow.source.type": "LOCAL",
             "qrecorder.host": socket.gethostname(),
             "qrecorder.pid": str(os.getpid()),
             HEARTBEAT_TAG: now_s,
+            provenance.PROCESS_TAG: provenance.process_identity(),
             "qrecorder.heartbeat_interval": f"{heartbeat_interval():g}",
         }
         if self.id is None:
@@ -217,11 +219,22 @@ class MLflowRecorder(Recorder):
         final = Recorder.STATUS_FA if error is not None and status == Recorder.STATUS_FI else status
         end_ms = int(time.time() * 1000)
         try:
-            sink = self._store.sql_sink
-            if sink is not None:
-                calls.call(sink.set_terminated, run_id, final, end_ms)
+            if self._running_here:
+                # Unless `qrec gc` marked the run stale meanwhile: then it stays FAILED and we say so.
+                message = calls.call(stale.finish_run, self._store, run_id, final, end_ms)
+                sink = self._store.sql_sink
+                if sink is not None:
+                    calls.call(sink.check_active, run_id)
+                if message is not None:
+                    final = Recorder.STATUS_FA
+                    logger.warning(message)
+                    warnings.warn(message, stale.StaleRunWarning, stacklevel=3)
             else:
-                calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
+                sink = self._store.sql_sink
+                if sink is not None:
+                    calls.call(sink.set_terminated, run_id, final, end_ms)
+                else:
+                    calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
         except Exception as exc:
             if error is None:
                 raise
@@ -506,7 +519,12 @@ def _run_tags(tags: Mapping[str, str]) -> list[Any]:
     return [RunTag(k, v) for k, v in tags.items()]
 
 
-def _user() -> str:
+def _user(kind: str) -> str:
+    """Who the run belongs to: the logged-in user of a tracking server, else the OS user."""
+    if kind == "http":
+        login = os.environ.get("MLFLOW_TRACKING_USERNAME", "").strip()
+        if login:
+            return login
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
