@@ -1,8 +1,10 @@
 """A person's view: MLflow's UI (``qrec ui``) and the batch runner's HTML report in a real browser.
 
-Playwright (the Python package) drives Debian's Chromium, headless (/usr/bin/chromium; never
-a downloaded browser). Screenshots are saved in the test's output folder (tmp_path) and, when
-QRECORDER_TEST_OUTPUT is set, copied there too (CI keeps them).
+Debian's Chromium, headless (/usr/bin/chromium; never a downloaded browser): driven by
+Playwright (the Python package) for the UI tests, run directly on the command line for the
+report's laptop-screen check. Screenshots are saved in the test's output folder (tmp_path) and,
+when QRECORDER_TEST_OUTPUT is set, copied there too (CI keeps them). Only a missing external
+tool (Chromium, Playwright) skips a test; qrecorder's own modules are imported normally.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ pytestmark = pytest.mark.slow
 
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
+    playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with playwright_sync.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             user_data_dir=str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
@@ -115,7 +117,7 @@ def test_qrec_ui_shows_runs_params_metrics(R, sqlite_uri: str, tmp_path: Path, b
 
 
 def test_batch_report_html(R, tmp_path: Path, browser) -> None:  # noqa: N803
-    summary_mod = pytest.importorskip("qrecorder.runner.summary", reason="the batch runner is not there yet")
+    from qrecorder.runner import summary as summary_mod
     from qrecorder.runner.results import TABLE_METRICS
 
     for model, base in (("Linear", 0.02), ("LightGBM", 0.05)):
@@ -137,3 +139,63 @@ def test_batch_report_html(R, tmp_path: Path, browser) -> None:  # noqa: N803
     if images.count():
         assert page.evaluate("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     _save(page, tmp_path, "batch_report.png")
+
+
+LAPTOP = (1366, 900)
+CLI_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--window-size={LAPTOP[0]},{LAPTOP[1]}"]
+MEASURE = """<script>
+(function () {
+  var imgs = Array.from(document.images);
+  var out = {scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
+             mainWidth: document.querySelector('main').getBoundingClientRect().width,
+             images: imgs.map(function (i) { return {complete: i.complete, natural: i.naturalWidth,
+                                                      shown: i.getBoundingClientRect().width}; })};
+  document.body.setAttribute('data-measure', JSON.stringify(out));
+})();
+</script>"""
+
+
+def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *CLI_FLAGS, f"--user-data-dir={tmp_path / 'chromium-cli'}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_report_fits_a_laptop_screen(R, tmp_path: Path) -> None:  # noqa: N803
+    """report.html with every chart, at 1366x900 in headless Chromium: no horizontal scrolling."""
+    import json
+    import re
+
+    from PIL import Image, ImageStat
+    from test_report import make_runs
+
+    from qrecorder.runner.summary import compare_experiments
+
+    make_runs(R, seeds=3, days=250)
+    _, paths = compare_experiments(["report_check"], baseline="Linear", out_dir=tmp_path / "report",
+                                   ui_url="http://127.0.0.1:5000")
+    report = paths["report.html"]
+
+    shot = tmp_path / "screenshots" / "report_laptop.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    res = _chromium([f"--screenshot={shot}", report.as_uri()], tmp_path)
+    assert shot.exists(), res.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    assert img.size == LAPTOP
+    assert ImageStat.Stat(img).stddev[0] > 10  # something is drawn, not a blank page
+    keep = os.environ.get("QRECORDER_TEST_OUTPUT")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
+
+    # the same page plus a measuring script; --dump-dom prints the DOM after load
+    probe = report.with_name("measure.html")
+    probe.write_text(report.read_text().replace("</body>", MEASURE + "</body>"))
+    res = _chromium(["--dump-dom", probe.as_uri()], tmp_path)
+    found = re.search(r'data-measure="([^"]*)"', res.stdout)
+    assert found, res.stderr[-2000:]
+    m = json.loads(found.group(1).replace("&quot;", '"'))
+    assert m["scrollWidth"] <= m["clientWidth"] <= LAPTOP[0], m  # no horizontal scroll bar
+    assert m["mainWidth"] <= 1200, m
+    assert len(m["images"]) == 3 and all(i["complete"] and i["natural"] > 0 for i in m["images"]), m
+    assert all(i["natural"] <= 1200 and i["shown"] <= 1200 for i in m["images"]), m

@@ -1,7 +1,12 @@
-"""Build the results table of a batch (or of any experiments) and keep it as a summary recorder."""
+"""Build the results table of a batch (or of any experiments) and keep it as a summary recorder.
+
+The MLflow UI address used to link each run in report.html is ``ui_url`` when given, else the
+environment variable ``QRECORDER_UI_URL`` (e.g. ``http://127.0.0.1:5000``), else none.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -10,7 +15,14 @@ import pandas as pd
 
 from qrecorder.runner.cells import T_BATCH, T_KIND
 from qrecorder.runner.report import write_all
-from qrecorder.runner.results import Summary, collect, runs_frame, summarize
+from qrecorder.runner.results import Summary, collect, load_series, runs_frame, summarize
+
+UI_URL_ENV = "QRECORDER_UI_URL"
+
+
+def resolve_ui_url(ui_url: str | None) -> str | None:
+    """``ui_url``, else ``$QRECORDER_UI_URL``, else None (no links)."""
+    return (ui_url or os.environ.get(UI_URL_ENV) or "").strip() or None
 
 
 def save_summary_recorder(experiment_name: str, paths: dict[str, Path], summary: Summary,
@@ -29,7 +41,8 @@ def save_summary_recorder(experiment_name: str, paths: dict[str, Path], summary:
         return rec.id
 
 
-def summarize_batch(result: Any, configs: Iterable[Any], *, baseline: str | None, out_dir: Path) -> Summary:
+def summarize_batch(result: Any, configs: Iterable[Any], *, baseline: str | None, out_dir: Path,
+                    ui_url: str | None = None) -> Summary:
     """Table over every finished cell of this batch's models and seeds (resumed ones included)."""
     models = sorted({c.model for c in result.cells})
     seeds = sorted({c.seed for c in result.cells})
@@ -37,6 +50,8 @@ def summarize_batch(result: Any, configs: Iterable[Any], *, baseline: str | None
     runs = collect(result.experiment_name, models=models, seeds=seeds, config_hashes=hashes)
     summary = summarize(runs, baseline)
     summary.failures = result.failures
+    summary.ui_url = resolve_ui_url(ui_url)
+    load_series(summary)
     result.summary = summary
     result.paths = write_all(summary, out_dir, title=f"qrec run-all: {result.experiment_name}")
     result.summary_recorder_id = save_summary_recorder(result.experiment_name, result.paths, summary,
@@ -45,8 +60,12 @@ def summarize_batch(result: Any, configs: Iterable[Any], *, baseline: str | None
 
 
 def compare_experiments(experiment_names: list[str], *, baseline: str | None = None, models: list[str] | None = None,
-                        out_dir: str | Path | None = None, save: bool = False) -> tuple[Summary, dict[str, Path]]:
-    """Rebuild the table from finished runs already in the store (any experiments, any origin)."""
+                        out_dir: str | Path | None = None, save: bool = False,
+                        ui_url: str | None = None) -> tuple[Summary, dict[str, Path]]:
+    """Rebuild the table from finished runs already in the store (any experiments, any origin).
+
+    With ``out_dir`` the runs' saved series are read too (for the curves in report.html).
+    """
     from qrecorder import R
 
     frames = []
@@ -58,6 +77,9 @@ def compare_experiments(experiment_names: list[str], *, baseline: str | None = N
         keys = {m.lower() for m in models}
         runs = runs[runs["model"].str.lower().isin(keys)]
     summary = summarize(runs.reset_index(drop=True), baseline)
+    summary.ui_url = resolve_ui_url(ui_url)
+    if out_dir:
+        load_series(summary)
     paths = write_all(summary, out_dir, title=f"qrec compare: {', '.join(experiment_names)}") if out_dir else {}
     if save and paths:
         save_summary_recorder(experiment_names[0], paths, summary, {T_BATCH: "compare"})
