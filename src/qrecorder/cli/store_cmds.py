@@ -266,22 +266,28 @@ def _experiments_via_api(uri: str, include_deleted: bool) -> list[dict[str, Any]
 @click.option("--sort", "sort", multiple=True, metavar="KEY [ASC|DESC]",
               help="Order, e.g. 'metrics.ic DESC' (repeatable). Default: newest first.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many runs (0: all).")
+@click.option("--metrics", "metric_names", default=None, metavar="NAMES",
+              help="Metric columns to show, comma-separated: full names or unique suffixes, e.g. "
+              "'IC,ICIR,annualized_return' (with --json: only these metrics).")
 @uri_option
 @json_option
 @handles_errors
 def runs_cmd(experiment: str, status: str | None, filter_string: str | None, sort: tuple[str, ...], limit: int,
-             uri: str | None, as_json: bool) -> None:
+             metric_names: str | None, uri: str | None, as_json: bool) -> None:
     """List the runs (recorders) of EXPERIMENT (a name or an id), newest first.
 
-    The table shows id, name, status, start, duration and the latest value of each metric;
-    --json also gives the params.
+    The table shows id, name, status, start, duration and the latest value of up to 8
+    metrics (IC, ICIR, Rank IC, Rank ICIR and the with-cost excess return first), each named by
+    its shortest unique suffix (annualized_return for 1day.excess_return_with_cost.annualized_return);
+    --metrics chooses them. --json gives every metric and the params.
 
     \b
     Examples:
-      qrec runs my_exp
-      qrec runs my_exp --status FAILED
-      qrec runs my_exp --filter "metrics.ic > 0.05" --sort "metrics.ic DESC" --limit 10
-      qrec runs my_exp --json | jq '.runs[].run_id'
+      qrec runs run_all_model
+      qrec runs run_all_model --metrics IC,ICIR,annualized_return
+      qrec runs run_all_model --status FAILED
+      qrec runs run_all_model --filter "metrics.IC > 0.05" --sort "metrics.ICIR DESC" --limit 10
+      qrec runs run_all_model --json | jq '.runs[].run_id'
     """
     status = status.upper() if status else None
     location = _location(uri)
@@ -301,10 +307,14 @@ def runs_cmd(experiment: str, status: str | None, filter_string: str | None, sor
                 con.close()
     if result is None:
         result = _runs_via_core(location.uri, experiment, status, filter_string, list(sort), max_results)
+    chosen = _choose_metrics(result["runs"], metric_names) if metric_names else None
     if as_json:
+        if chosen is not None:
+            for r in result["runs"]:
+                r["metrics"] = {k: r["metrics"][k] for k in chosen if k in r["metrics"]}
         _echo_json(result)
         return
-    _print_runs(result)
+    _print_runs(result, chosen)
 
 
 def _runs_via_core(uri: str, experiment: str, status: str | None, filter_string: str | None, sort: list[str],
@@ -327,7 +337,61 @@ def _runs_via_core(uri: str, experiment: str, status: str | None, filter_string:
     return {"experiment_id": exp.id, "experiment_name": exp.name, "total": None, "runs": rows}
 
 
-def _print_runs(result: dict[str, Any]) -> None:
+# The metrics the batch runner's table reports, shown first when a run has them.
+PREFERRED_METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR", "1day.excess_return_with_cost.annualized_return",
+                     "1day.excess_return_with_cost.information_ratio", "1day.excess_return_with_cost.max_drawdown")
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each key's shortest dot-separated suffix that no other key in ``keys`` ends with
+    (``1day.excess_return_with_cost.annualized_return`` -> ``annualized_return``)."""
+    out: dict[str, str] = {}
+    for key in keys:
+        parts = key.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            cand = ".".join(parts[i:])
+            if not any(o != key and (o == cand or o.endswith("." + cand)) for o in keys):
+                out[key] = cand
+                break
+        else:
+            out[key] = key
+    return out
+
+
+def _metric_order(rows: list[dict[str, Any]]) -> list[str]:
+    """Every metric of ``rows``: those most runs have first, then PREFERRED_METRICS' order, then by name."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        for key in r["metrics"]:
+            counts[key] = counts.get(key, 0) + 1
+    preferred = {k: i for i, k in enumerate(PREFERRED_METRICS)}
+    return sorted(counts, key=lambda k: (-counts[k], preferred.get(k, len(preferred)), k))
+
+
+def _choose_metrics(rows: list[dict[str, Any]], names: str) -> list[str]:
+    """--metrics: each name is a metric's full name, else (case-insensitive) a dot-suffix of one; a
+    suffix several metrics share means the first in the table's order (the preferred metrics, e.g.
+    ``annualized_return`` is the with-cost one), as the default columns are labelled."""
+    keys = _metric_order(rows)
+    chosen: list[str] = []
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        if name in keys:
+            chosen.append(name)
+            continue
+        low = name.lower()
+        hits = [k for k in keys if k.lower() == low] or [k for k in keys if k.lower().endswith("." + low)]
+        if hits:
+            chosen.append(hits[0])
+        elif keys:
+            raise CliError(f"--metrics: no metric {name!r} in these runs; they have: {', '.join(sorted(keys))}")
+        else:  # these runs have no metrics at all (e.g. only a summary recorder): nothing to check against
+            chosen.append(name)
+    return list(dict.fromkeys(chosen))
+
+
+def _print_runs(result: dict[str, Any], chosen: list[str] | None = None) -> None:
     from rich.table import Table
 
     rows = result["runs"]
@@ -336,12 +400,9 @@ def _print_runs(result: dict[str, Any]) -> None:
     if not rows:
         click.echo(f"{head}: no runs.")
         return
-    counts: dict[str, int] = {}
-    for r in rows:
-        for key in r["metrics"]:
-            counts[key] = counts.get(key, 0) + 1
-    keys = sorted(counts, key=lambda k: (-counts[k], k))
-    shown = sorted(keys[:MAX_METRIC_COLUMNS])
+    keys = _metric_order(rows)
+    shown = chosen if chosen is not None else keys[:MAX_METRIC_COLUMNS]
+    labels = short_names(shown)
     table = Table(title=head, title_justify="left")
     table.add_column("Run ID", no_wrap=True)
     table.add_column("Name")
@@ -349,7 +410,7 @@ def _print_runs(result: dict[str, Any]) -> None:
     table.add_column("Start", no_wrap=True)
     table.add_column("Duration", justify="right")
     for key in shown:
-        table.add_column(key, justify="right")
+        table.add_column(_esc(labels[key]), justify="right")
     for r in rows:
         st = r["status"]
         style = _status_style(st)
@@ -363,8 +424,11 @@ def _print_runs(result: dict[str, Any]) -> None:
     else:
         notes.append(f"{len(rows)} runs")
     if len(keys) > len(shown):
-        notes.append(f"{len(keys) - len(shown)} more metrics: see --json or `qrec show RUN`")
+        notes.append(f"{len(keys) - len(shown)} more metrics: --metrics NAME,..., --json or `qrec show RUN`")
     console.print("; ".join(notes), highlight=False)
+    renamed = [f"{labels[k]} = {k}" for k in shown if labels[k] != k]
+    if renamed:
+        console.print(_esc("columns: " + "; ".join(renamed)), highlight=False)
 
 
 # ---------------------------------------------------------------------------------- show

@@ -130,6 +130,7 @@ def run_all(
     grace: float = 30.0,
     report: bool = True,
     extra_requirements: list[str] | None = None,
+    ui_url: str | None = None,
 ) -> BatchResult:
     """Run models x repeats and write the results table; see docs/runner.md.
 
@@ -137,7 +138,8 @@ def run_all(
     benchmark, Qlib's market data): a typo raises ConfigError and nothing runs. With
     ``env="venv"`` the classes may exist only in the model's venv, so the workers check them
     (still before their run starts). ``extra_requirements`` (e.g. Qlib from a git URI, as
-    run_all_model.py's ``--qlib_uri``) are installed into every model venv.
+    run_all_model.py's ``--qlib_uri``) are installed into every model venv. ``ui_url`` (else
+    ``$QRECORDER_UI_URL``) is the MLflow UI that report.html links each run to.
     """
     from qrecorder import R
 
@@ -153,14 +155,15 @@ def run_all(
             workers=workers, executor=executor, env=env, retries=retries, base_seed=base_seed,
             experiment_name=experiment_name, out_dir=out_dir, baseline=baseline, resume=resume,
             progress=progress, ray_address=ray_address, grace=grace, report=report, t0=t0,
-            extra_requirements=list(extra_requirements or []),
+            extra_requirements=list(extra_requirements or []), ui_url=ui_url,
         )
 
 
 def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, universe: str, exclude: bool,
              workers: int, executor: str, env: str, retries: int, base_seed: int, experiment_name: str,
              out_dir: str | Path, baseline: str | None, resume: bool, progress: bool, ray_address: str | None,
-             grace: float, report: bool, t0: float, extra_requirements: list[str]) -> BatchResult:
+             grace: float, report: bool, t0: float, extra_requirements: list[str],
+             ui_url: str | None = None) -> BatchResult:
     """run_all's body, with R pointed at the batch's store (restored afterwards)."""
     from qrecorder import R
 
@@ -231,7 +234,7 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
     if not result.interrupted and report:
         from qrecorder.runner.summary import summarize_batch
 
-        summarize_batch(result, configs, baseline=baseline, out_dir=out)
+        summarize_batch(result, configs, baseline=baseline, out_dir=out, ui_url=ui_url)
     return result
 
 

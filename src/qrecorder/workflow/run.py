@@ -11,8 +11,10 @@ A config using Qlib's own classes is run by :mod:`qrecorder.workflow.qlib_run` (
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -114,9 +116,25 @@ def _base_tags(cfg: Mapping[str, Any], model_name: str, seed: int | None) -> dic
     return tags
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _param_text(value: Any) -> Any:
+    """Dates as ISO 8601 (YAML reads ``2020-01-01`` as a date): a segment ``[2020-01-01, 2020-12-31]``
+    is logged as that text, not as ``[datetime.date(2020, 1, 1), ...]``. Other values unchanged."""
+    if isinstance(value, datetime.datetime):
+        return value.date().isoformat() if value.time() == datetime.time() and value.tzinfo is None else value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, datetime.date) or (isinstance(v, str) and _ISO_DATE.match(v)) for v in value):
+        return "[" + ", ".join(str(_param_text(v)) for v in value) + "]"  # the same for quoted dates
+    return value
+
+
 def _log_start(recorder: Any, cfg: Mapping[str, Any], model_name: str, seed: int, tags: Mapping[str, Any],
                params: Mapping[str, Any]) -> None:
-    flat = {f"task.{k}": v for k, v in flatten(cfg["task"]).items() if k != "record"}
+    flat = {f"task.{k}": _param_text(v) for k, v in flatten(cfg["task"]).items() if k != "record"}
     flat = {k: v for k, v in flat.items() if len(str(v)) <= 500}
     recorder.log_params(model=model_name, seed=seed, **flat, **params)
     recorder.set_tags(**_base_tags(cfg, model_name, seed), **{k: str(v) for k, v in tags.items()})
