@@ -711,10 +711,11 @@ def _mlflow_gc(uri: str, older_than: str | None) -> None:
 # ---------------------------------------------------------------------------------- export
 @click.command("export")
 @click.argument("experiments", nargs=-1, required=True)
-@click.option("--format", "-f", "fmt", type=click.Choice(["csv", "parquet", "md"]), default="csv", show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(["csv", "parquet", "md"]), default="csv", show_default=True,
+              help="Output format: csv, parquet (needs -o) or a Markdown table.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="File to write (default: stdout; required for parquet).")
-@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), default=None)
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), default=None, help="Only runs with this status.")
 @click.option("--filter", "filter_string", default=None, metavar="EXPR", help="MLflow filter string.")
 @click.option("--no-tags", is_flag=True, help="Leave out the tags.* columns.")
 @uri_option
@@ -778,8 +779,8 @@ def _markdown(frame: Any) -> str:
 
 # ---------------------------------------------------------------------------------- ui
 @click.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the UI listens on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port the UI listens on.")
 @click.option("--dry-run", is_flag=True, help="Print the command instead of running it.")
 @uri_option
 @handles_errors
@@ -845,7 +846,7 @@ def _run_foreground(cmd: list[str], env: dict[str, str]) -> int:
 @click.option("--artifacts-destination", envvar="QRECORDER_SERVER_ARTIFACTS", default="./mlartifacts", show_default=True,
               metavar="URI", help="Where the server stores artifacts: a folder, s3://bucket/path, gs://...")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port the server listens on.")
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Server worker processes.")
 @click.option("--auth/--no-auth", default=False, show_default=True,
               help="Basic auth; the admin password comes from QRECORDER_ADMIN_PASSWORD (12+ characters).")
@@ -855,7 +856,8 @@ def _run_foreground(cmd: list[str], env: dict[str, str]) -> int:
 @click.option("--default-permission", type=click.Choice(["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]), default="READ",
               show_default=True, help="What a user may do on experiments of others.")
 @click.option("--allowed-hosts", default=None, help="Host headers to accept (needed when clients use a DNS name).")
-@click.option("--cors-allowed-origins", default=None)
+@click.option("--cors-allowed-origins", default=None,
+              help="Origins allowed to call the server from a browser (MLflow's --cors-allowed-origins).")
 @click.option("--dry-run", is_flag=True, help="Print the mlflow server command line and exit.")
 @handles_errors
 def server_cmd(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int, auth: bool,
