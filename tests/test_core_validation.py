@@ -83,3 +83,45 @@ def test_names_and_ids_must_be_text(R):
         R.get_exp(experiment_name=["x"])
     exp = R.get_exp(experiment_name="numbered")
     assert R.get_exp(experiment_id=int(exp.id), create=False).name == "numbered"  # int ids are fine
+
+
+def test_values_the_database_would_refuse_are_refused_by_the_checks():
+    from fractions import Fraction
+
+    from qrecorder import validation
+    from qrecorder.errors import UnstorableValueError
+
+    for key in ("loss\n", "loss\r", "a\tb", "l\x00", "l\x7f", "l\x1b", "l\ud800", "\n"):
+        with pytest.raises(InvalidKeyError):
+            validation.check_key(key, "Metric")
+    assert validation.check_key("ünï/código", "Metric") == "ünï/código"  # letters of any script
+    assert validation.check_step(2**63 - 1) == 2**63 - 1 and validation.check_step(-(2**63)) == -(2**63)
+    assert validation.check_step(np.int64(-5)) == -5
+    for step in (2**63, -(2**63) - 1, 10**30, 1e19, -1e19):
+        with pytest.raises(UnstorableValueError, match="64-bit range"):
+            validation.check_step(step)
+    for value in (10**400, -(10**309), Fraction(10**400)):
+        with pytest.raises(UnstorableValueError, match="too large for a float"):
+            validation.check_metric_value("m", value)
+    assert validation.check_metric_value("m", 10**308) == 1e308
+    for text in ("a\x00b", "\x00", "x\ud800", "\udfff"):
+        with pytest.raises(UnstorableValueError):
+            validation.stringify(text)
+    with pytest.raises(UnstorableValueError, match="The value of 'k' contains a NUL"):
+        validation.stringify("a\x00", "k")
+    assert validation.stringify("ünïcödé ✓ 𝄞") == "ünïcödé ✓ 𝄞"
+    assert validation.stringify(b"\x00") == "b'\\x00'"
+    assert issubclass(UnstorableValueError, InvalidValueError)
+
+
+def test_names_longer_than_mlflows_columns_are_refused():
+    from qrecorder import validation
+    from qrecorder.errors import UnstorableValueError
+
+    validation.check_names(experiment_name="e" * 256, recorder_name="r" * 250)
+    with pytest.raises(UnstorableValueError, match="257 characters; the store keeps at most 256"):
+        validation.check_names(experiment_name="e" * 257)
+    with pytest.raises(UnstorableValueError, match="251 characters; the store keeps at most 250"):
+        validation.check_names(recorder_name="r" * 251)
+    with pytest.raises(UnstorableValueError, match="NUL"):
+        validation.check_names(recorder_name="a\x00")

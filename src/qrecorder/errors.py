@@ -36,6 +36,10 @@ class AccessDeniedError(StoreError, PermissionError):
     """The tracking server refused the credentials (anonymous or insufficient rights)."""
 
 
+class StoreReadOnlyError(StoreError, PermissionError):
+    """A local store (a SQLite file or its folder) is read-only: qrecorder cannot write to it."""
+
+
 class ExperimentNotFoundError(QRecorderError, ValueError):
     """No (active) experiment has the given id or name."""
 
@@ -72,6 +76,12 @@ class InvalidKeyError(QRecorderError, ValueError):
 
 class InvalidValueError(QRecorderError, ValueError):
     """A metric value is not a real number, or a value cannot be stored."""
+
+
+class UnstorableValueError(InvalidValueError):
+    """The database would refuse this value or name: out of its range (a step beyond 64 bits, an
+    integer too large for a float), text it cannot hold (NUL, lone surrogates), or longer than
+    its column. Refused at the call, so the values logged around it are still written."""
 
 
 class ParamConflictError(QRecorderError, ValueError):

@@ -130,7 +130,7 @@ class Recorder:
         """Log metrics at ``step``; values are checked here and written in the background."""
         if not kwargs:
             return
-        step_value = step if step.__class__ is int else validation.check_step(step)
+        step_value = step if step.__class__ is int and -(2**63) <= step < 2**63 else validation.check_step(step)
         policy = validation.NONFINITE_POLICY
         timestamp = time.time_ns() // 1_000_000
         known = validation.VALID_KEYS

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from .errors import UnsupportedURIError
 
@@ -18,6 +18,10 @@ ENV_URI = "QRECORDER_URI"
 ENV_ARTIFACT_ROOT = "QRECORDER_ARTIFACT_ROOT"
 
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql")
+# Query parameters of a SQLite URI passed on to the driver (SQLAlchemy's pysqlite dialect).
+# Others would either be ignored by SQLAlchemy (with only a warning) or change how the file is
+# opened under qrecorder's feet (uri=true, mode=ro, isolation_level): they are refused.
+SQLITE_QUERY_PARAMS = ("timeout", "cached_statements")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,15 @@ class StoreLocation:
     uri: str
     kind: str  # "sqlite" | "postgresql" | "mysql" | "mssql" | "file" | "http"
     path: Path | None = None  # the db file (sqlite) or the mlruns folder (file)
+    query: str = ""  # SQLite: the driver parameters kept in ``uri`` (e.g. "timeout=30")
+
+    @property
+    def sqlite_timeout_ms(self) -> int | None:
+        """``?timeout=<seconds>`` of a SQLite URI in milliseconds (the per-statement lock wait)."""
+        for key, value in parse_qsl(self.query):
+            if key == "timeout":
+                return max(0, int(float(value) * 1000))
+        return None
 
 
 def default_uri(cwd: str | os.PathLike[str] | None = None) -> str:
@@ -47,7 +60,7 @@ def configured_uri() -> str:
 def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
     """Normalize ``uri``; relative local paths become absolute (against the current directory).
 
-    Accepted: ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...``, ``http(s)://host``,
+    Accepted: ``sqlite:///path.db`` (optionally ``?timeout=<seconds>``), ``postgresql://...``, ``mysql://...``, ``http(s)://host``,
     ``file:/path`` or ``file:relative`` (legacy Qlib ``mlruns``), and a bare path (a ``.db``
     file means SQLite, anything else a ``file:`` store).
     """
@@ -66,6 +79,10 @@ def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
         return StoreLocation(path.as_uri(), "file", path)
     if base_scheme == "sqlite":
         raw = text[len(parsed.scheme) + 1 :]
+        query = ""
+        if "?" in raw:
+            raw, query = raw.split("?", 1)
+            query = _sqlite_query(query, text)
         if raw.startswith("///"):
             db = unquote(raw[3:])
         elif raw.startswith("//"):
@@ -78,7 +95,8 @@ def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
                 "e.g. 'sqlite:///mlflow.db'."
             )
         path = Path(db).expanduser().resolve()
-        return StoreLocation(f"{parsed.scheme}:///{path}", "sqlite", path)
+        suffix = f"?{query}" if query else ""
+        return StoreLocation(f"{parsed.scheme}:///{path}{suffix}", "sqlite", path, query)
     if base_scheme in ("postgresql", "postgres"):
         fixed = text if base_scheme == "postgresql" else "postgresql" + text[len("postgres") :]
         return StoreLocation(fixed, "postgresql")
@@ -101,6 +119,28 @@ def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
         f"Unsupported tracking URI scheme {parsed.scheme!r} in {text!r}. Use sqlite:///..., "
         "postgresql://..., http(s)://<mlflow server> or file:<mlruns folder>."
     )
+
+
+def _sqlite_query(query: str, text: str) -> str:
+    """The accepted driver parameters of a SQLite URI, normalised; anything else is refused."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError as exc:
+        raise UnsupportedURIError(f"Malformed query string in SQLite URI {text!r}: {exc}.") from exc
+    for key, value in pairs:
+        if key not in SQLITE_QUERY_PARAMS:
+            raise UnsupportedURIError(
+                f"SQLite URI {text!r}: query parameter {key!r} is not supported. qrecorder passes only "
+                f"{', '.join(SQLITE_QUERY_PARAMS)} to the driver (timeout=<seconds> caps how long one statement "
+                "waits for a lock; the whole retry budget is QRECORDER_RETRY_SECONDS). Remove it from the URI."
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if number < 0 or (key == "cached_statements" and not number.is_integer()):
+            raise UnsupportedURIError(f"SQLite URI {text!r}: {key}={value!r} must be a non-negative number.")
+    return urlencode(pairs)
 
 
 def artifact_root_for(location: StoreLocation) -> str | None:

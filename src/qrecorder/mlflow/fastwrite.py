@@ -18,10 +18,11 @@ revision) and the tables have the expected columns; otherwise the writer uses ``
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ParamConflictError, RecorderNotFoundError
+from ..errors import ParamConflictError, RecorderNotFoundError, StoreError
 
 MAX_FLOAT = 1.7976931348623157e308
 _EXPECTED_COLUMNS = {
@@ -66,6 +67,31 @@ class SqlBatchSink:
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
+        self._watched: tuple[str, int, int] | None = None
+
+    def watch_file(self, path: Any) -> None:
+        """Refuse to write once the SQLite file at ``path`` is deleted or replaced.
+
+        Connections opened before keep writing into the deleted file (an unlinked inode that
+        no other process can see): without this check the values and the FINISHED status
+        would be "written" and lost. One stat per batch (~2 µs)."""
+        st = os.stat(path)
+        self._watched = (os.fspath(path), st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        if self._watched is None:
+            return
+        path, dev, ino = self._watched
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != (dev, ino):
+            raise StoreError(
+                f"The SQLite database {path} was {'deleted' if st is None else 'replaced by another file'} while this "
+                "process was writing to it; these values were not written (they would have gone into the deleted "
+                "file). Restore the database, or start new runs in the new one."
+            )
 
     @classmethod
     def for_engine(cls, engine: Any) -> SqlBatchSink | None:
@@ -92,6 +118,7 @@ class SqlBatchSink:
         tags: Sequence[tuple[str, str]],
     ) -> None:
 
+        self._check_file()
         metric_rows = []
         latest: dict[str, dict[str, Any]] = {}
         for key, raw, timestamp, step in metrics:
@@ -135,6 +162,7 @@ class SqlBatchSink:
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
         from sqlalchemy import text
 
+        self._check_file()
         with self.engine.begin() as conn:
             conn.execute(
                 text("UPDATE runs SET status = :status, end_time = :end_time WHERE run_uuid = :run_uuid"),
@@ -144,6 +172,7 @@ class SqlBatchSink:
 
     def check_active(self, run_id: str) -> None:
         """Raise RecorderNotFoundError unless the run exists and is not deleted."""
+        self._check_file()
         with self.engine.begin() as conn:
             self._check_active(conn, run_id)
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExpAlreadyExistError, ExperimentDeletedError, ExperimentNotFoundError
+from ..errors import (
+    ExpAlreadyExistError,
+    ExperimentDeletedError,
+    ExperimentNotFoundError,
+    InvalidKeyError,
+    InvalidValueError,
+    StoreError,
+)
 from ..manager import ExpManager
+from ..validation import check_names
 from . import calls, query
 from .experiment import MLflowExperiment, _recorder_by_id
 from .recorder import MLflowRecorder
 from .store import Store, get_store
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to choose an experiment's landing view
+EXPERIMENT_KIND_ML = "custom_model_development"
 
 
 class MLflowExpManager(ExpManager):
@@ -31,17 +43,16 @@ class MLflowExpManager(ExpManager):
         name = experiment_name or self._default_exp_name
         if not name:
             raise ValueError("An experiment needs a name.")
+        check_names(experiment_name=name)  # length and text the store can hold, before any write
         store = self.store(uri)
-        location = None
-        if store.artifact_root is not None and "://" not in store.artifact_root:
-            location = (Path(store.artifact_root) / _slug(name)).as_uri()
-        elif store.artifact_root is not None:
-            location = f"{store.artifact_root}/{_slug(name)}"
+        location = _artifact_location(store, name)
         with store.creation_lock():
             if store.kind == "file" and calls.call(store.client.get_experiment_by_name, name) is not None:
                 raise ExpAlreadyExistError(f"Experiment {name!r} exists already.")
             try:
-                exp_id = calls.call(store.client.create_experiment, name, artifact_location=location)
+                # MLflow 3.17's UI opens an experiment without this tag on its GenAI overview.
+                exp_id = calls.call(store.client.create_experiment, name, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML})
             except MlflowException as exc:
                 if calls.error_code(exc) == "RESOURCE_ALREADY_EXISTS":
                     raise ExpAlreadyExistError(f"Experiment {name!r} exists already.") from exc
@@ -69,9 +80,18 @@ class MLflowExpManager(ExpManager):
         return exp
 
     def _forget_exp(self, exp: Any) -> bool:
+        """Drop ``exp`` from the cache; True (start_exp then looks it up and starts again) only
+        when the failure being handled may come from a stale cached experiment.
+
+        Starting again after a store failure (busy past the budget, read-only) or a refused
+        value would double the wait and create a second run, so those are not retried.
+        """
         stale = [k for k, (exp_id, _) in self._exp_cache.items() if exp_id == exp.id and k[0] == exp.uri]
         for k in stale:
             del self._exp_cache[k]
+        handling = sys.exc_info()[1]
+        if isinstance(handling, (StoreError, InvalidKeyError, InvalidValueError)):
+            return False
         return bool(stale)
 
     def _lookup_exp(self, store: Store, experiment_id: str | None, experiment_name: str | None) -> MLflowExperiment:
@@ -182,7 +202,39 @@ def search_records_frame(
     return query.runs_to_dataframe(runs)
 
 
-def _slug(name: str) -> str:
+def _slug(name: str, limit: int = 100) -> str:
     """A folder name for an experiment's artifacts (runs below it have unique ids)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
-    return slug[:100]
+    return slug[:limit].rstrip("._") or "experiment"
+
+
+# MLflow's columns: experiments.artifact_location String(256), runs.artifact_uri String(200),
+# and a run's URI is the location + "/<32-hex run id>/artifacts".
+MAX_RUN_ARTIFACT_URI = 200
+_RUN_SUFFIX = len("/") + 32 + len("/artifacts")
+
+
+def _artifact_location(store: Store, name: str) -> str | None:
+    """Where the experiment's runs keep artifacts, short enough for MLflow's columns.
+
+    The folder name is shortened (down to 16 characters) so that every run's artifact URI fits
+    200 characters; PostgreSQL refuses longer ones (SQLite would keep them)."""
+    root = store.artifact_root
+    if root is None:
+        return None
+
+    def build(slug: str) -> str:
+        return (Path(root) / slug).as_uri() if "://" not in root else f"{root}/{slug}"
+
+    limit = 100
+    location = build(_slug(name, limit))
+    while len(location) + _RUN_SUFFIX > MAX_RUN_ARTIFACT_URI and limit > 16:
+        limit -= 1
+        location = build(_slug(name, limit))
+    if len(location) + _RUN_SUFFIX > MAX_RUN_ARTIFACT_URI and store.kind not in ("sqlite", "file"):
+        raise StoreError(
+            f"The artifact root {root!r} is too long: a run's artifact URI ({len(location) + _RUN_SUFFIX} characters "
+            f"here) must fit MLflow's {MAX_RUN_ARTIFACT_URI}-character column in {store.kind}. Set "
+            "QRECORDER_ARTIFACT_ROOT to a shorter path."
+        )
+    return location

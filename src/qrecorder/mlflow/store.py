@@ -2,7 +2,9 @@
 
 Opening a store is where concurrency is made safe:
 - SQLite: schema creation runs under a file lock beside the database, the database is put in
-  WAL mode, and every connection gets a long busy timeout, so many processes can write at once.
+  WAL mode, and every statement waits for another process's lock for up to the retry budget
+  (QRECORDER_RETRY_SECONDS), so many processes can write at once and a stuck lock is
+  reported after the budget, not later.
 - PostgreSQL: schema creation runs under a PostgreSQL advisory lock (works across machines).
 - file: (legacy Qlib mlruns): experiment creation runs under a file lock beside the folder,
   since MLflow's file store happily creates duplicate experiments.
@@ -11,16 +13,20 @@ Opening a store is where concurrency is made safe:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FileStoreNotAllowedError, StoreError
+from ..errors import FileStoreNotAllowedError, StoreError, StoreReadOnlyError, StoreUnavailableError
 from ..uri import StoreLocation, artifact_root_for, lock_path_for, resolve_uri
+from . import calls, retry
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,7 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("qrecorder")
 
-SQLITE_BUSY_TIMEOUT_MS = 120_000
+SQLITE_BUSY_TIMEOUT_MS = 120_000  # the default budget; the budget in force is retry.sqlite_busy_timeout_ms()
+CREATE_TOKEN_TAG = "qrecorder.create_token"  # makes run/experiment creation idempotent across retries
 _PG_SCHEMA_LOCK_KEY = 0x71726563  # "qrec"
 
 _stores: dict[str, Store] = {}
@@ -92,6 +99,9 @@ class Store:
                 from .fastwrite import SqlBatchSink
 
                 self._sink = SqlBatchSink.for_engine(self.engine) or False
+                if self._sink and self.kind == "sqlite" and self.location.path is not None:
+                    with contextlib.suppress(OSError):
+                        self._sink.watch_file(self.location.path)  # a deleted database fails loudly
         return self._sink or None
 
     @property
@@ -140,29 +150,37 @@ def _sql_store(client: Any) -> Any:
 
 
 def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClient:
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    client_class = _client_class()
     if location.kind == "sqlite":
         assert location.path is not None and lock_path is not None
-        location.path.parent.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock
+        try:
+            location.path.parent.mkdir(parents=True, exist_ok=True)
+            with _schema_file_lock(lock_path, location):
+                if not location.path.exists() or location.path.stat().st_size == 0:
+                    from . import sqlite_template
 
-        with FileLock(str(lock_path)):
-            if not location.path.exists() or location.path.stat().st_size == 0:
-                from . import sqlite_template
-
-                sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
-            _enable_wal(location.path)
-            client = MlflowClient(tracking_uri=location.uri)
-        _tune_sqlite_engine(_sql_store(client).engine)
+                    sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
+                _enable_wal(location.path)
+                client = client_class(tracking_uri=location.uri)
+        except (OSError, sqlite3.Error, MlflowException) as exc:
+            mapped = _sqlite_open_error(exc, location)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        _tune_sqlite_engine(_sql_store(client).engine, location)
         return client
     if location.kind == "postgresql":
+        # "INFO ... Creating initial MLflow database tables" at every first use: not the user's news.
+        schema_log = logging.getLogger("mlflow.store.db.utils")
+        if schema_log.level == logging.NOTSET:
+            schema_log.setLevel(logging.WARNING)
         with _pg_schema_lock(location.uri):
-            return MlflowClient(tracking_uri=location.uri)
+            return client_class(tracking_uri=location.uri)
     if location.kind == "file":
         try:
-            return MlflowClient(tracking_uri=location.uri)
+            return client_class(tracking_uri=location.uri)
         except MlflowException as exc:
             if "MLFLOW_ALLOW_FILE_STORE" in str(exc):
                 raise FileStoreNotAllowedError(
@@ -175,9 +193,171 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
     if location.kind == "http":
         bound_mlflow_http_retries()
     try:
-        return MlflowClient(tracking_uri=location.uri)
+        return client_class(tracking_uri=location.uri)
     except MlflowException as exc:  # pragma: no cover - depends on the server
         raise StoreError(f"Could not open the tracking store {location.uri}: {exc}") from exc
+
+
+_CLIENT_CLASS: type | None = None
+_PID_TAG, _HOST_TAG = "qrecorder.pid", "qrecorder.host"
+_start_lock = threading.Lock()
+_last_start_ms = 0
+
+
+def _drop_token(delete: Any) -> None:
+    """Remove a creation token once the creation is known to have happened (best effort)."""
+    try:
+        calls.call(delete)
+    except Exception as exc:  # noqa: BLE001 - a leftover token tag is harmless
+        logger.debug("qrecorder: creation token not removed: %s", exc)
+
+
+def _unique_start_ms() -> int:
+    """The current time in ms, never the same twice in this process (a run's creation key)."""
+    global _last_start_ms
+    with _start_lock:
+        _last_start_ms = max(time.time_ns() // 1_000_000, _last_start_ms + 1)
+        return _last_start_ms
+
+
+def _client_class() -> type[MlflowClient]:
+    """MlflowClient whose create_run and create_experiment never create twice.
+
+    MLflow makes run ids on the server side, so a retried ``create_run`` whose first attempt
+    was committed but not answered (a dropped PostgreSQL connection, a lock error raised after
+    the commit, a lost HTTP reply) would make a second, empty run. Each creation carries a key
+    unique to it: for qrecorder's runs the start time (unique per process, to the ms) with the
+    ``qrecorder.pid`` and ``qrecorder.host`` tags they carry anyway; otherwise a token tag
+    (``qrecorder.create_token``, also used for experiments, whose names the store keeps unique).
+    Before any retry, qrecorder looks for that key and returns what the earlier attempt made.
+    """
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is not None:
+        return _CLIENT_CLASS
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    class QRecorderClient(MlflowClient):
+        def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):  # type: ignore[no-untyped-def]
+            tags = dict(tags or {})
+            pid, host = tags.get(_PID_TAG), tags.get(_HOST_TAG)
+            if start_time is None and pid and host and "'" not in pid + host:
+                # qrecorder's runs: (start time, process, host) is already unique, no extra tag needed.
+                start_time = _unique_start_ms()
+                wanted = f"attributes.start_time = {start_time} and tags.`{_PID_TAG}` = '{pid}' and tags.`{_HOST_TAG}` = '{host}'"
+            else:
+                token = uuid.uuid4().hex
+                tags[CREATE_TOKEN_TAG] = token
+                wanted = f"tags.`{CREATE_TOKEN_TAG}` = '{token}'"
+
+            def create() -> Any:
+                return MlflowClient.create_run(self, experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+
+            def find() -> Any:
+                runs = MlflowClient.search_runs(
+                    self, [str(experiment_id)], filter_string=wanted, run_view_type=ViewType.ALL, max_results=1
+                )
+                return runs[0] if runs else None
+
+            run = calls.call_once(create, find, self.create_run)
+            if CREATE_TOKEN_TAG in tags:  # made: the token has done its job
+                _drop_token(lambda: MlflowClient.delete_tag(self, run.info.run_id, CREATE_TOKEN_TAG))
+                run.data.tags.pop(CREATE_TOKEN_TAG, None)
+            return run
+
+        def create_experiment(self, name, artifact_location=None, tags=None):  # type: ignore[no-untyped-def]
+            token = uuid.uuid4().hex
+            tagged = {**(tags or {}), CREATE_TOKEN_TAG: token}
+
+            def create() -> Any:
+                return MlflowClient.create_experiment(self, name, artifact_location=artifact_location, tags=tagged)
+
+            def find() -> Any:
+                exp = MlflowClient.get_experiment_by_name(self, name)
+                if exp is not None and exp.tags.get(CREATE_TOKEN_TAG) == token:
+                    return exp.experiment_id
+                return None
+
+            exp_id = calls.call_once(create, find, self.create_experiment)
+            _drop_token(lambda: MlflowClient.delete_experiment_tag(self, exp_id, CREATE_TOKEN_TAG))
+            return exp_id
+
+    _CLIENT_CLASS = QRecorderClient
+    return QRecorderClient
+
+
+@contextlib.contextmanager
+def _schema_file_lock(lock_path: Path, location: StoreLocation) -> Iterator[None]:
+    """The file lock under which a process creates or migrates the schema, bounded by the budget."""
+    from filelock import FileLock, Timeout
+
+    budget = retry.retry_budget_seconds()
+    lock = FileLock(str(lock_path), timeout=budget)
+    try:
+        lock.acquire()
+    except Timeout as exc:  # before OSError: filelock's Timeout is a TimeoutError
+        raise StoreUnavailableError(
+            f"Opening {calls.describe_uri(location.uri)}: the schema lock {lock_path} stayed held by another "
+            f"process for {budget:g}s, the retry budget (QRECORDER_RETRY_SECONDS). Is a process stuck creating "
+            "the database? If none is running, delete the lock file."
+        ) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        if location.path is not None and location.path.is_file() and location.path.stat().st_size > 0:
+            # A store we may not write to (a read-only copy or archive): its schema exists, nothing
+            # is created under the lock, so open it without; reads work, writes say it is read-only.
+            yield
+            return
+        raise
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _sqlite_open_error(exc: BaseException, location: StoreLocation) -> StoreError | None:
+    """A clear error for a SQLite store that cannot be opened for writing, else None."""
+    text = str(exc).lower()
+    path = location.path
+    readonly = (
+        isinstance(exc, PermissionError)
+        or getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM)
+        or "readonly database" in text
+        or "read-only file system" in text
+        or "permission denied" in text
+        or ("unable to open database file" in text and path is not None and not _writable(path))
+    )
+    if readonly:
+        return StoreReadOnlyError(
+            f"The SQLite store {path} cannot be written: the file or its folder is read-only ({_first_line(exc)}). "
+            "qrecorder writes to the database and beside it (WAL files <db>-wal and <db>-shm, the lock file "
+            f"{lock_path_for(location)}). Give write access to the file and its folder, or copy the store to a "
+            "writable folder and point QRECORDER_URI at the copy."
+        )
+    if "database or disk is full" in text or "no space left" in text:
+        return StoreError(
+            f"The SQLite store {path} cannot be opened: the disk is full ({_first_line(exc)}). Free space in "
+            f"{path.parent if path is not None else 'its folder'}."
+        )
+    if retry.is_transient(exc):
+        budget = retry.retry_budget_seconds()
+        return StoreUnavailableError(
+            f"Opening {calls.describe_uri(location.uri)}: still locked by another process after {budget:g}s, the "
+            f"retry budget (QRECORDER_RETRY_SECONDS); last error: {_first_line(exc)}"
+        )
+    return None
+
+
+def _writable(path: Path) -> bool:
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return os.access(path.parent, os.W_OK)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def bound_mlflow_http_retries() -> None:
@@ -191,11 +371,14 @@ def bound_mlflow_http_retries() -> None:
     """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # No "🏃 View run ... at: URL" lines on stdout at every run end (printing them also costs
+    # a get_run request per run); set it to "false" to get them back.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _enable_wal(db_path: Path) -> None:
     """WAL lets readers and one writer work at once; the setting is stored in the file."""
-    con = sqlite3.connect(str(db_path), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    con = sqlite3.connect(str(db_path), timeout=retry.sqlite_busy_timeout_ms() / 1000)
     try:
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -204,18 +387,47 @@ def _enable_wal(db_path: Path) -> None:
         con.close()
 
 
-def _tune_sqlite_engine(engine: Any) -> None:
-    """Give every connection of MLflow's engine a long busy timeout and WAL-safe sync level."""
+def _tune_sqlite_engine(engine: Any, location: StoreLocation | None = None) -> None:
+    """Make every statement of MLflow's engine wait for locks within the retry budget.
+
+    The busy timeout follows QRECORDER_RETRY_SECONDS (read when a connection is checked out),
+    capped by a ``?timeout=`` in the URI. MLflow sets its own 20 s at the start of each of its
+    sessions; that statement is rewritten to the same value, so one number governs.
+    """
     from sqlalchemy import event
 
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cap_ms = location.sqlite_timeout_ms if location is not None else None
+
+    def busy_ms() -> int:
+        ms = retry.sqlite_busy_timeout_ms()
+        return min(ms, cap_ms) if cap_ms is not None else ms
+
+    def _set_busy(dbapi_connection: Any, record: Any) -> None:
+        ms = busy_ms()
+        if record.info.get("qrecorder_busy_ms") != ms:
+            cur = dbapi_connection.cursor()
+            cur.execute(f"PRAGMA busy_timeout={ms}")
+            cur.close()
+            record.info["qrecorder_busy_ms"] = ms
+
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+        _set_busy(dbapi_connection, record)
+
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        _set_busy(dbapi_connection, record)
+
+    def _before_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> Any:
+        if statement.startswith("PRAGMA busy_timeout"):
+            statement = f"PRAGMA busy_timeout = {busy_ms()}"
+        return statement, parameters
 
     event.listen(engine, "connect", _on_connect)
-    engine.dispose()  # drop connections made before the listener existed
+    event.listen(engine, "checkout", _on_checkout)
+    event.listen(engine, "before_cursor_execute", _before_execute, retval=True)
+    engine.dispose()  # drop connections made before the listeners existed
 
 
 @contextlib.contextmanager
