@@ -43,6 +43,8 @@ ENV_ADMIN_USERNAME = "QRECORDER_ADMIN_USERNAME"
 ENV_SECRET_KEY = "QRECORDER_SERVER_SECRET_KEY"
 AUTH_INI = "basic_auth.ini"
 AUTH_DB = "basic_auth.db"
+ENV_AUTH_CACHE_SECONDS = "QRECORDER_AUTH_CACHE_SECONDS"
+DEFAULT_AUTH_CACHE_SECONDS = 60
 ENV_BACKEND_URI = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server`/`mlflow ui` (click envvar)
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 
@@ -93,6 +95,9 @@ class ServerConfig:
     auth_dir: Path | None = None  # basic_auth.ini, secret key, users db (default: ./qrec-auth)
     auth_db_uri: str | None = None  # users database (default: sqlite in auth_dir)
     default_permission: str = "READ"  # what a logged-in user may do on others' experiments
+    # How long each worker remembers a verified (user, password): None = QRECORDER_AUTH_CACHE_SECONDS
+    # or 60; 0 turns MLflow's credential cache off (every request then pays the password hash).
+    auth_cache_seconds: int | None = None
     allowed_hosts: str | None = None  # MLflow's --allowed-hosts (needed beyond localhost)
     cors_allowed_origins: str | None = None
     extra_args: list[str] = field(default_factory=list)
@@ -174,7 +179,8 @@ def write_auth_config(cfg: ServerConfig) -> Path:
         # Created here, empty, mode 0600, before MLflow opens it: SQLite keeps an existing
         # file's mode and gives its -wal/-journal files the same one.
         _private_file(folder / AUTH_DB, None)
-    admin = os.environ.get(ENV_ADMIN_USERNAME, "").strip() or "admin"
+    admin = admin_username()
+    cache_seconds = auth_cache_seconds(cfg)
     ini = folder / AUTH_INI
     _private_file(
         ini,
@@ -182,9 +188,33 @@ def write_auth_config(cfg: ServerConfig) -> Path:
         f"default_permission = {cfg.default_permission}\n"
         f"database_uri = {normalize_backend_uri(db_uri)}\n"
         f"admin_username = {admin}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "# Verified credentials are kept per worker for this long (a wrong password is never\n"
+        "# cached). Deleting a user or changing a password takes effect at once on the worker\n"
+        "# that handled it, on the other workers within this many seconds.\n"
+        f"auth_cache_ttl_seconds = {cache_seconds}\n"
+        "auth_cache_max_size = 10000\n",
     )
     return ini
+
+
+def admin_username() -> str:
+    """The admin user's name: ``QRECORDER_ADMIN_USERNAME``, else ``admin``."""
+    return os.environ.get(ENV_ADMIN_USERNAME, "").strip() or "admin"
+
+
+def auth_cache_seconds(cfg: ServerConfig) -> int:
+    """Lifetime of MLflow's per-worker credential cache for ``cfg`` (0: off)."""
+    value: object = cfg.auth_cache_seconds
+    if value is None:
+        value = os.environ.get(ENV_AUTH_CACHE_SECONDS, "").strip() or DEFAULT_AUTH_CACHE_SECONDS
+    try:
+        seconds = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{ENV_AUTH_CACHE_SECONDS} must be a whole number of seconds, got {value!r}.") from None
+    if seconds < 0:
+        raise ConfigurationError(f"The credential cache lifetime must be 0 (off) or more seconds, got {seconds}.")
+    return seconds
 
 
 def _private_file(path: Path, text: str | None) -> None:
@@ -218,6 +248,10 @@ def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str
     # A client-side tracking URI in the environment must not leak into the server.
     env.pop("MLFLOW_TRACKING_URI", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # MLflow 3.17 imports starlette.middleware.wsgi, which warns at every worker start; it is
+    # MLflow's to fix, not the operator's: keep it out of the server log.
+    quiet = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
+    env["PYTHONWARNINGS"] = ",".join(filter(None, (env.get("PYTHONWARNINGS", ""), quiet)))
     env[ENV_BACKEND_URI] = normalize_backend_uri(cfg.backend_store_uri)  # not on the command line
     if cfg.auth:
         password = env.get(ENV_ADMIN_PASSWORD, "")
@@ -337,29 +371,155 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def create_user(url: str, username: str, password: str, *, admin_user: str, admin_password: str, permission: str | None = None,
-                experiment_id: str | None = None) -> None:
-    """Create a user on a basic-auth server (as admin); optionally grant it on an experiment."""
+# ------------------------------------------------------------------------------ users and permissions
+# MLflow 3.17 moved per-experiment permissions from /api/2.0/mlflow/experiments/permissions/*
+# (now HTTP 404) to one per-user grant API: /api/3.0/mlflow/users/permissions/{grant,revoke,get}
+# with (resource_type, resource_id) -- what mlflow.server.auth.client.AuthServiceClient calls.
+# These helpers call the same routes with urllib and explicit credentials (no MLflow import).
+USERS_CREATE = "/api/2.0/mlflow/users/create"
+USERS_GET = "/api/2.0/mlflow/users/get"
+USERS_LIST = "/api/2.0/mlflow/users/list"
+USERS_DELETE = "/api/2.0/mlflow/users/delete"
+PERMISSION_GRANT = "/api/3.0/mlflow/users/permissions/grant"
+PERMISSION_REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
+PERMISSION_GET = "/api/3.0/mlflow/users/permissions/get"
+EXPERIMENT_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name"
+
+
+def _credentials(user: str | None, password: str | None) -> tuple[str, str]:
+    """Explicit credentials, else MLflow's client variables (the caller's own login)."""
+    user = user if user is not None else os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    password = password if password is not None else os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if not user or not password:
+        raise ConfigurationError(
+            "Managing users needs an admin login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            f"(the admin user is {admin_username()!r} unless {ENV_ADMIN_USERNAME} said otherwise when the server started)."
+        )
+    return user, password
+
+
+def auth_request(url: str, method: str, path: str, body: dict[str, object] | None = None, *,
+                 params: dict[str, str] | None = None, user: str | None = None, password: str | None = None,
+                 timeout: float = 30.0) -> dict[str, object]:
+    """One JSON request to a basic-auth server as ``user`` (default: MLFLOW_TRACKING_USERNAME).
+
+    HTTP 401/403 raise :class:`AccessDeniedError`, an unreachable server
+    :class:`StoreUnavailableError`, any other refusal :class:`ConfigurationError`."""
     import base64
     import json
+    from urllib.parse import urlencode
 
-    token = base64.b64encode(f"{admin_user}:{admin_password}".encode()).decode()
+    from .errors import AccessDeniedError
+
+    user, password = _credentials(user, password)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-
-    def post(path: str, body: dict[str, str]) -> None:
-        req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    full = url.rstrip("/") + path + (("?" + urlencode(params)) if params else "")
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(full, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our URL
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode("utf-8", "replace")
+        error_code = ""
         try:
-            with urllib.request.urlopen(req, timeout=30):  # noqa: S310 - our URL
-                pass
-        except urllib.error.HTTPError as exc:
-            raise ConfigurationError(f"The server refused {path}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+            parsed = json.loads(detail)
+            error_code = str(parsed.get("error_code") or "")
+            detail = str(parsed.get("message") or detail)
+        except (ValueError, AttributeError):
+            pass
+        if exc.code == 401:
+            raise AccessDeniedError(f"The server did not accept the login of {user!r} (HTTP 401).") from None
+        if exc.code == 403:
+            raise AccessDeniedError(
+                f"The server refused {method} {path} for {user!r} (HTTP 403): an admin, or a user who manages the "
+                "experiment, must do this."
+            ) from None
+        if exc.code == 404 and not error_code:
+            raise ConfigurationError(
+                f"The server has no {path} (HTTP 404): is it running with basic auth (qrec server --auth)?"
+            ) from None
+        raise ConfigurationError(f"The server refused {method} {path}: HTTP {exc.code} {error_code} {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreUnavailableError(f"The tracking server at {url} is unreachable: {exc}") from None
+    return json.loads(raw) if raw.strip() else {}
 
-    post("/api/2.0/mlflow/users/create", {"username": username, "password": password})
+
+def _check_permission(permission: str) -> str:
+    value = permission.strip().upper()
+    if value not in PERMISSIONS:
+        raise ConfigurationError(f"permission must be one of {', '.join(PERMISSIONS)}, got {permission!r}.")
+    return value
+
+
+def create_user(url: str, username: str, password: str, *, admin_user: str | None = None,
+                admin_password: str | None = None, permission: str | None = None,
+                experiment_id: str | None = None) -> None:
+    """Create a user on a basic-auth server (as admin); optionally grant it on an experiment.
+
+    ``admin_user``/``admin_password`` default to MLFLOW_TRACKING_USERNAME/_PASSWORD."""
+    if len(password) < 12:
+        raise ConfigurationError("A password must be at least 12 characters long (MLflow's rule).")
+    auth_request(url, "POST", USERS_CREATE, {"username": username, "password": password},
+                 user=admin_user, password=admin_password)
     if permission is not None and experiment_id is not None:
-        post(
-            "/api/2.0/mlflow/experiments/permissions/create",
-            {"experiment_id": experiment_id, "username": username, "permission": permission},
-        )
+        grant_permission(url, username, experiment_id, permission, admin_user=admin_user, admin_password=admin_password)
+
+
+def grant_permission(url: str, username: str, experiment_id: str, permission: str, *, admin_user: str | None = None,
+                     admin_password: str | None = None) -> None:
+    """Give ``username`` READ, EDIT or MANAGE on one experiment (replaces an earlier grant).
+
+    Allowed for an admin and for users who MANAGE the experiment (its creator)."""
+    auth_request(url, "POST", PERMISSION_GRANT,
+                 {"username": username, "resource_type": "experiment", "resource_id": str(experiment_id),
+                  "permission": _check_permission(permission)}, user=admin_user, password=admin_password)
+
+
+def revoke_permission(url: str, username: str, experiment_id: str, *, admin_user: str | None = None,
+                      admin_password: str | None = None) -> None:
+    """Remove ``username``'s grant on an experiment (the server's default permission applies again)."""
+    auth_request(url, "POST", PERMISSION_REVOKE,
+                 {"username": username, "resource_type": "experiment", "resource_id": str(experiment_id)},
+                 user=admin_user, password=admin_password)
+
+
+def get_permission(url: str, username: str, experiment_id: str, *, admin_user: str | None = None,
+                   admin_password: str | None = None) -> str:
+    """What ``username`` may do on an experiment, as the server decides it (READ, EDIT, MANAGE, NO_PERMISSIONS)."""
+    result = auth_request(url, "GET", PERMISSION_GET,
+                          params={"username": username, "resource_type": "experiment", "resource_id": str(experiment_id)},
+                          user=admin_user, password=admin_password)
+    return str(result.get("permission", "NO_PERMISSIONS"))
+
+
+def list_users(url: str, *, admin_user: str | None = None, admin_password: str | None = None) -> list[dict[str, object]]:
+    """Every user: ``[{"username": ..., "is_admin": ..., "id": ...}, ...]`` sorted by name."""
+    result = auth_request(url, "GET", USERS_LIST, user=admin_user, password=admin_password)
+    users = result.get("users", [])
+    assert isinstance(users, list)
+    return sorted(({"username": u["username"], "is_admin": bool(u.get("is_admin")), "id": u.get("id")} for u in users),
+                  key=lambda u: str(u["username"]))
+
+
+def delete_user(url: str, username: str, *, admin_user: str | None = None, admin_password: str | None = None) -> None:
+    """Delete a user: their requests are refused from then on (see docs/team.md for the credential cache)."""
+    auth_request(url, "DELETE", USERS_DELETE, {"username": username}, user=admin_user, password=admin_password)
+
+
+def experiment_id_by_name(url: str, name: str, *, admin_user: str | None = None,
+                          admin_password: str | None = None) -> str | None:
+    """The id of the experiment called ``name``, or None when there is none."""
+    try:
+        result = auth_request(url, "GET", EXPERIMENT_BY_NAME, params={"experiment_name": name},
+                              user=admin_user, password=admin_password)
+    except ConfigurationError as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+            return None
+        raise
+    experiment = result.get("experiment")
+    return str(experiment["experiment_id"]) if isinstance(experiment, dict) else None
 
 
 def shown_command(cmd: list[str], env: dict[str, str]) -> str:

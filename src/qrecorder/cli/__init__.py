@@ -12,8 +12,13 @@ import click
 
 # Modules that add commands to `main`. A module missing here is simply skipped, so the
 # command set grows without touching this file's logic.
-_COMMAND_MODULES = ("qrecorder.cli.run_cmds", "qrecorder.cli.store_cmds", "qrecorder.cli.recover_cmd",
-                    "qrecorder.cli.inspect_cmds")
+_COMMAND_MODULES = (
+    "qrecorder.cli.run_cmds",
+    "qrecorder.cli.store_cmds",
+    "qrecorder.cli.recover_cmd",
+    "qrecorder.cli.users_cmd",
+    "qrecorder.cli.inspect_cmds",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
