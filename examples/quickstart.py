@@ -8,12 +8,18 @@ first argument to keep the store there instead:
     python examples/quickstart.py            # temp folder, removed at the end
     python examples/quickstart.py ./demo     # keeps ./demo/mlflow.db and ./demo/mlartifacts
 
+With ``QRECORDER_URI`` (or ``MLFLOW_TRACKING_URI``) set, it logs there instead, e.g. to a
+team server (docs/team.md):
+
+    QRECORDER_URI=http://127.0.0.1:5000 python examples/quickstart.py
+
 Needs numpy and pandas (both come with mlflow). Takes a few seconds; most of it is importing
 MLflow and, on the first run, creating the database tables.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -25,9 +31,16 @@ import pandas as pd
 from qrecorder import R
 
 
-def main(folder: Path) -> None:
-    # Point R at a store inside `folder`. Without this call R would use ./mlflow.db.
-    R.set_uri(f"sqlite:///{folder / 'mlflow.db'}")
+def configured_uri() -> str | None:
+    """The store named in the environment (a team server, a database), if any."""
+    return os.environ.get("QRECORDER_URI") or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def main(folder: Path | None) -> None:
+    # Point R at a store inside `folder`. Without this call R would use ./mlflow.db
+    # (or QRECORDER_URI / MLFLOW_TRACKING_URI when set: then `folder` is None).
+    if folder is not None:
+        R.set_uri(f"sqlite:///{folder / 'mlflow.db'}")
     print("store:", R.get_uri())
 
     # 1. One run: params, metrics over steps, a DataFrame as an object.
@@ -58,7 +71,9 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if configured_uri() is not None and len(sys.argv) == 1:
+        main(None)  # the store from the environment
+    elif len(sys.argv) > 1:
         target = Path(sys.argv[1]).resolve()
         target.mkdir(parents=True, exist_ok=True)
         main(target)
