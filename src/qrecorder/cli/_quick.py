@@ -2,9 +2,10 @@
 
 Importing MLflow costs 2-3 s, more than the whole answer may take. For the common listing
 (a SQLite store, no filter string, MLflow's default order ``start_time DESC, run_uuid``)
-the rows are read with :mod:`sqlite3` directly, only when the database schema is a revision
-the fast read path was checked against (``fastread.VERIFIED_REVISIONS``). Anything else
-returns None and the command goes through the core (MLflow's API or the fast read path).
+the rows are read with :mod:`sqlite3` directly, only when the schema guard
+(:func:`qrecorder.mlflow.schema.sqlite_decision`, the one the fast read and write paths use)
+allows direct SQL on the database. Anything else returns None and the command goes through
+the core (MLflow's API or the fast read path), which gives MLflow's answer or its error.
 """
 
 from __future__ import annotations
@@ -25,15 +26,13 @@ def connect(db_path: Path | None) -> sqlite3.Connection | None:
     """A read-only connection when the schema is verified, else None."""
     if db_path is None or not _enabled() or not db_path.is_file():
         return None
-    from ..mlflow.fastread import VERIFIED_REVISIONS  # no MLflow import at module level
+    from ..mlflow.schema import sqlite_decision  # standard library only: MLflow is not imported
 
     try:
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-        rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
     except sqlite3.Error:
         return None
-    found = {r[0] for r in rows}
-    if not found or not found <= VERIFIED_REVISIONS:
+    if not sqlite_decision(con, db_path.resolve()).allowed:
         con.close()
         return None
     return con

@@ -7,8 +7,9 @@ where it can give *exactly* what MLflow's API gives:
 
 - the store is MLflow's plain ``SqlAlchemyStore`` on SQLite or PostgreSQL (not the
   workspace-aware one, not HTTP, not the legacy ``file:`` store);
-- the database schema is at an Alembic revision this module was checked against
-  (``VERIFIED_REVISIONS``);
+- the schema guard (:mod:`.schema`, shared with the write path and the CLI) allows direct
+  SQL on the database: an Alembic revision qrecorder was verified against, with the columns
+  read here;
 - the filter and ``order_by`` parse (with MLflow's own parser) into clauses translated here
   with MLflow's semantics: string ``=``/``!=``/``IN``/``NOT IN`` on ``status``, ``run_id``
   and ``run_name`` (which MLflow matches against the ``mlflow.runName`` tag), numeric
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 logger = logging.getLogger("qrecorder")
-
-#: Alembic revisions of MLflow's tracking schema whose runs/params/tags/latest_metrics/inputs
-#: tables this module was checked against. ``dc11669786a5`` is the head of MLflow 3.17.
-VERIFIED_REVISIONS = frozenset({"dc11669786a5"})
 
 ACTIVE_ONLY, DELETED_ONLY, ALL = 1, 2, 3
 _STAGES = {ACTIVE_ONLY: ("active",), DELETED_ONLY: ("deleted",), ALL: ("active", "deleted")}
@@ -132,21 +129,14 @@ def _make_reader(store: Store) -> _Reader | None:
         placeholder = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(paramstyle)
         if placeholder is None:
             return None
-        reader = _Reader(engine, dialect, placeholder)
-        revision = reader.rows("SELECT version_num FROM alembic_version")
+        from .schema import direct_sql_allowed
+
+        if not direct_sql_allowed(engine).allowed:  # the guard logs why, once per engine
+            return None
     except Exception as exc:  # noqa: BLE001 - any surprise means: use the API path
         logger.debug("qrecorder: fast read path unavailable for %s: %s", store.uri, exc)
         return None
-    found = {row[0] for row in revision}
-    if not found or not found <= VERIFIED_REVISIONS:
-        logger.info(
-            "qrecorder: schema revision %s of %s is not one the fast read path was checked against; "
-            "using MLflow's API for reads.",
-            sorted(found),
-            store.uri,
-        )
-        return None
-    return reader
+    return _Reader(engine, dialect, placeholder)
 
 
 def enabled() -> bool:
@@ -155,12 +145,16 @@ def enabled() -> bool:
 
 
 def forget(store_uri: str | None = None) -> None:
-    """Drop cached readers (all, or the one of ``store_uri``), e.g. after a schema upgrade."""
+    """Drop cached readers (all, or the one of ``store_uri``) and the schema guard's cached
+    decisions, e.g. after a schema upgrade."""
+    from . import schema
+
     with _readers_lock:
         if store_uri is None:
             _readers.clear()
         else:
             _readers.pop(store_uri, None)
+    schema.forget()
 
 
 # ---------------------------------------------------------------------------------- plans
@@ -218,6 +212,8 @@ def _attribute_filter(key: str, comparator: str, value: Any, plan: _Plan) -> Non
     if column is None:
         raise Unsupported(key)
     if key in ("start_time", "end_time"):
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)  # older MLflow parsers keep the number as text; the database compares numbers
         if comparator not in ("=", "!=", "<", "<=", ">", ">=") or isinstance(value, (str, bytes, tuple)):
             raise Unsupported(comparator)
         plan.where.append(f"{column} {comparator} ?")
@@ -247,7 +243,11 @@ def _child_filter(kind: str, key: str, comparator: str, value: Any, plan: _Plan)
         if comparator not in ("=", "!=", "<", "<=", ">", ">="):
             raise Unsupported(comparator)
         number = float(value)
-        if comparator == "!=":
+        from .schema import behaviour
+
+        if not behaviour().metric_filters_skip_nan:  # MLflow < 3.17: NaN compares as its stored 0
+            cond = f'"value" {comparator} ?'
+        elif comparator == "!=":
             cond = '("value" != ? OR is_nan = true)'
         else:
             cond = f'("value" {comparator} ? AND is_nan = false)'
@@ -552,8 +552,7 @@ def search_runs(
         if _has_inputs(reader, ids):
             return None  # MLflow's Run would carry dataset inputs / model outputs: use the API
         if not lazy:
-            runs = _build_runs(reader, rows, ids)
-            return runs
+            return _build_runs(reader, rows, ids, for_search=True)
         # Runs without a name column need their tags for info.run_name: read those eagerly.
         nameless = {row[0] for row in rows if not row[1]}
         name_tags = (
@@ -564,8 +563,15 @@ def search_runs(
         return None
     cls = _lazy_run_class()
     empty: list[tuple[Any, ...]] = []
+    with_outputs = _search_outputs()
     runs: list[Any] = [
-        cls(_run_info(row, name_tags.get(row[0], empty)), None, RunInputs([]), RunOutputs([])) for row in rows
+        cls(
+            _run_info(row, name_tags.get(row[0], empty)),
+            None,
+            RunInputs([]),
+            RunOutputs([]) if with_outputs else None,
+        )
+        for row in rows
     ]
     batch = _Batch(reader, runs)
     for run in runs:
@@ -573,7 +579,17 @@ def search_runs(
     return runs
 
 
-def _build_runs(reader: _Reader, rows: list[tuple[Any, ...]], ids: list[str]) -> list[Run]:
+def _search_outputs() -> bool:
+    """Whether MLflow's search_runs sets run.outputs (3.6 on; the schema guard knows)."""
+    from .schema import behaviour
+
+    return behaviour().search_runs_outputs
+
+
+def _build_runs(
+    reader: _Reader, rows: list[tuple[Any, ...]], ids: list[str], for_search: bool = False
+) -> list[Run]:
+    """Runs as MLflow builds them: ``get_run``'s always carry outputs, ``search_runs``' from 3.6."""
     from mlflow.entities import Run, RunInputs, RunOutputs
 
     wanted = set(ids)
@@ -582,13 +598,14 @@ def _build_runs(reader: _Reader, rows: list[tuple[Any, ...]], ids: list[str]) ->
     params = _children(reader, _PARAM_SELECT, selectors, wanted)
     tags = _children(reader, _TAG_SELECT, selectors, wanted)
     empty: list[tuple[Any, ...]] = []
+    outputs = RunOutputs([]) if not for_search or _search_outputs() else None
     out = []
     for row in rows:
         run_id = row[0]
         run_tags = tags.get(run_id, empty)
         info = _run_info(row, run_tags)
         data = _run_data(metrics.get(run_id, empty), params.get(run_id, empty), run_tags)
-        out.append(Run(info, data, RunInputs([]), RunOutputs([])))
+        out.append(Run(info, data, RunInputs([]), outputs))
     return out
 
 
