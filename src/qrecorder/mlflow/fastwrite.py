@@ -11,8 +11,9 @@ cost a few milliseconds. The semantics are MLflow's own (checked against
 - ``params``: immutable, the same value again is fine, another value is an error;
 - ``tags``: upserted; ``mlflow.*`` tags go through MLflow (``mlflow.runName`` renames runs).
 
-It is used only when the store opened with the installed MLflow (which verifies the schema
-revision) and the tables have the expected columns; otherwise the writer uses ``log_batch``.
+It is used only when the schema guard (:mod:`.schema`, shared with the read paths) allows
+direct SQL on the database (a verified Alembic revision with the columns written here);
+otherwise the writer uses ``log_batch``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,6 @@ from typing import Any
 from ..errors import ParamConflictError, RecorderNotFoundError, StoreError
 
 MAX_FLOAT = 1.7976931348623157e308
-_EXPECTED_COLUMNS = {
-    "metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
-    "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
-    "params": {"key", "value", "run_uuid"},
-    "tags": {"key", "value", "run_uuid"},
-    "runs": {"run_uuid", "status", "end_time", "lifecycle_stage"},
-}
 
 _INSERT_METRIC = (
     "INSERT INTO metrics (key, value, timestamp, step, is_nan, run_uuid) "
@@ -98,15 +92,9 @@ class SqlBatchSink:
         """A sink if the schema has what we write, else None (use MLflow's API)."""
         if engine is None or engine.dialect.name not in ("sqlite", "postgresql"):
             return None
-        try:
-            from sqlalchemy import inspect
+        from .schema import direct_sql_allowed
 
-            inspector = inspect(engine)
-            for table, columns in _EXPECTED_COLUMNS.items():
-                found = {c["name"] for c in inspector.get_columns(table)}
-                if not columns <= found:
-                    return None
-        except Exception:  # noqa: BLE001 - any doubt means the MLflow API path
+        if not direct_sql_allowed(engine).allowed:  # the guard logs why, once per engine
             return None
         return cls(engine)
 
