@@ -329,6 +329,21 @@ def test_exception_in_qlib_start_ends_failed(qlib_R: Any, store_uri: str) -> Non
         assert QR.get_recorder(recorder_id=rec.id).status == "FAILED"
 
 
+def test_interrupt_caught_in_process_is_ended_killed_by_end_exp(qlib_R: Any) -> None:
+    """A KeyboardInterrupt caught inside the process (a notebook cell interrupted) leaves Qlib's
+    R.start without a word to the manager: the run stays active until R.end_exp("KILLED")."""
+    with pytest.raises(KeyboardInterrupt):
+        with qlib_R.start(experiment_name="notebook"):
+            qlib_R.log_metrics(loss=0.25)
+            raise KeyboardInterrupt
+    rec = qlib_R.get_recorder()
+    assert rec.status == "RUNNING"  # Qlib's R.start only handles Exception
+    qlib_R.end_exp("KILLED")
+    assert qlib_R.exp_manager.active_experiment is None
+    again = qlib_R.get_recorder(recorder_id=rec.id, experiment_name="notebook")
+    assert again.status == "KILLED" and again.list_metrics() == {"loss": 0.25}
+
+
 SCRIPT = """
 import os, signal, sys, time
 import qlib
