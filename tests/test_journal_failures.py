@@ -73,3 +73,45 @@ def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Replayed 0 value(s) of 0 run(s) from 0 journal(s)")
+
+
+def test_full_journal_disk_refuses_the_call_clearly(tmp_path: Path) -> None:
+    """A journal on a full disk: the call raises JournalWriteError and is not accepted; earlier ones are kept."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("mounting a tiny tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        code = textwrap.dedent(
+            f"""
+            import json, sys
+            from qrecorder import R, JournalWriteError
+            R.set_uri("sqlite:///{tmp_path / 'mlflow.db'}")
+            accepted, error = 0, None
+            with R.start(experiment_name="full"):
+                rid = R.get_recorder().id
+                for i in range(100_000):
+                    try:
+                        R.log_metrics(step=i, x=float(i))
+                    except JournalWriteError as exc:
+                        error = str(exc)
+                        break
+                    accepted += 1
+            print(json.dumps({{"rid": rid, "accepted": accepted, "error": error}}))
+            """
+        )
+        env = {**_env(tmp_path), "QRECORDER_JOURNAL_DIR": str(mnt)}
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        assert data["error"] and "could not be written" in data["error"] and "QRECORDER_JOURNAL_DIR" in data["error"]
+        assert 100 < data["accepted"] < 100_000
+        from mlflow import MlflowClient
+
+        steps = sorted(m.step for m in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(data["rid"], "x"))
+        assert steps == list(range(data["accepted"]))  # every accepted value, not the refused one
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -17,6 +17,7 @@ from .errors import (
     FileStoreNotAllowedError,
     InvalidKeyError,
     InvalidValueError,
+    JournalWriteError,
     LoadObjectError,
     LoggingFailedError,
     NoActiveRecorderError,
@@ -26,8 +27,10 @@ from .errors import (
     RecorderStateError,
     SaveObjectError,
     StoreError,
+    StoreReadOnlyError,
     StoreUnavailableError,
     TerminatedBySignal,
+    UnstorableValueError,
     UnsupportedURIError,
 )
 from .experiment import Experiment
@@ -55,6 +58,7 @@ __all__ = [
     "FileStoreNotAllowedError",
     "InvalidKeyError",
     "InvalidValueError",
+    "JournalWriteError",
     "LoadObjectError",
     "LoggingFailedError",
     "NoActiveRecorderError",
@@ -64,7 +68,9 @@ __all__ = [
     "RecorderStateError",
     "SaveObjectError",
     "StoreError",
+    "StoreReadOnlyError",
     "StoreUnavailableError",
     "TerminatedBySignal",
+    "UnstorableValueError",
     "UnsupportedURIError",
 ]

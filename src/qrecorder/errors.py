@@ -103,6 +103,12 @@ class LoggingFailedError(QRecorderError, RuntimeError):
     """
 
 
+class JournalWriteError(LoggingFailedError, OSError):
+    """The values of a call could not be appended to the crash journal (disk full, read-only).
+
+    They were not accepted: nothing of that call is queued."""
+
+
 class TerminatedBySignal(SystemExit):
     """Raised in the main thread when SIGTERM arrives while a run is active.
 

@@ -134,17 +134,30 @@ class Journal:
 
     def append(self, record: tuple[Any, ...]) -> None:
         """Make ``record`` survive this process: one write into the page cache."""
-        fd = self._fd
-        if fd is None or self._pid != os.getpid():
-            fd = self._open()
         try:
             data = _frame(record)
         except ValueError:  # a value marshal does not know (a str or float subclass)
             from .writer import plain_record
 
             data = _frame(plain_record(record))
-        os.write(fd, data)
+        try:
+            fd = self._fd
+            if fd is None or self._pid != os.getpid():
+                fd = self._open()
+            written = os.write(fd, data)
+        except OSError as exc:
+            raise _journal_error(self.directory, exc) from exc
+        if written != len(data):  # a short write: only a full disk does this to a regular file
+            self._truncate_tail(fd, written)
+            raise _journal_error(self.directory, OSError(28, "No space left on device (short write)"))
         self._bytes += len(data)
+
+    def _truncate_tail(self, fd: int, written: int) -> None:
+        """Cut a partly written frame off, so the file stays a sequence of whole frames."""
+        try:
+            os.ftruncate(fd, self._bytes)
+        except OSError:
+            pass  # the reader stops at a torn frame anyway
 
     def settle(self, count: int) -> None:
         """Mark the first ``count`` records of this file as written to the store."""
@@ -185,6 +198,17 @@ class Journal:
             except OSError:
                 pass
         self.path, self._bytes = None, 0
+
+
+def _journal_error(directory: Path, exc: OSError) -> Exception:
+    from ..errors import JournalWriteError
+
+    return JournalWriteError(
+        f"The crash journal in {directory} could not be written ({exc.strerror or exc}): the values of this "
+        "call were not accepted. Free disk space there, point QRECORDER_JOURNAL_DIR at another local disk, "
+        "or set QRECORDER_JOURNAL=0 to log without the journal (values still queued in memory are then "
+        "lost on SIGKILL)."
+    )
 
 
 @dataclass
