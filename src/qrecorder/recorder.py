@@ -105,7 +105,7 @@ class Recorder:
         with self._params_lock:
             for key, value in kwargs.items():
                 validation.check_key(key, "Param")
-                text = validation.stringify(value)
+                text = validation.stringify(value, key)
                 old = self._params.get(key, items.get(key))
                 if old is not None:
                     if old != text:
@@ -146,7 +146,7 @@ class Recorder:
 
     def set_tags(self, **kwargs: Any) -> None:
         """Set tags (mutable, unlike params). Long values are kept whole as an artifact."""
-        items = {validation.check_key(k, "Tag"): validation.stringify(v) for k, v in kwargs.items()}
+        items = {validation.check_key(k, "Tag"): validation.stringify(v, k) for k, v in kwargs.items()}
         if items:
             self._set_tags(items)
 
@@ -221,7 +221,7 @@ class Recorder:
     def _save_objects(self, objects: Mapping[str, Any], artifact_path: str | None) -> None:
         raise NotImplementedError
 
-    def load_object(self, name: str, unpickler: Any = None, *, restricted: bool = False) -> Any:
+    def load_object(self, name: str, unpickler: Any = None, *, restricted: bool = False, allow: tuple[str, ...] = ()) -> Any:
         raise NotImplementedError
 
     def list_artifacts(self, artifact_path: str | None = None) -> list[str]:
