@@ -80,6 +80,7 @@ def test_runnable_blocks(servers: dict[bool, ServerProcess], auth: bool, tmp_pat
         # Quiet: no MLflow "View run" lines, no INFO log lines, no warnings.
         assert "View run" not in res.stdout and "View experiment" not in res.stdout
         assert " INFO " not in res.stderr and "Warning" not in res.stderr, res.stderr[-3000:]
+        assert "Downloading artifacts" not in res.stderr, res.stderr[-3000:]  # load_object: no progress bar
     if auth:
         assert "alice  EDIT" in res.stdout and "bob  EDIT" in res.stdout
     log = servers[auth].tail_log(1_000_000)

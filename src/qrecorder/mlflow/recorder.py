@@ -43,6 +43,29 @@ LONG_VALUE_DIR = "qrecorder/long_values"
 LONG_VALUE_MARKER = " ...[qrecorder: truncated; full value in artifact "
 PROVENANCE_JOIN_TIMEOUT_S = 30.0
 
+# Objects downloaded from a tracking server, kept per process: (store uri, run id, path,
+# checksum) -> bytes. A checksum names one content, so an entry never goes stale; every load
+# still verifies the bytes. Bounded by QRECORDER_DOWNLOAD_CACHE_MB (default 256; 0: off).
+_DOWNLOADS: dict[tuple[str, str, str, str], bytes] = {}
+_DOWNLOADS_LOCK = threading.Lock()
+
+
+def _download_cache_limit() -> int:
+    try:
+        return max(0, int(os.environ.get("QRECORDER_DOWNLOAD_CACHE_MB", "256"))) * 1024 * 1024
+    except ValueError:
+        return 256 * 1024 * 1024
+
+
+def _remember_download(key: tuple[str, str, str, str], data: bytes | bytearray) -> None:
+    limit = _download_cache_limit()
+    if len(data) > limit // 4:  # only objects well below the bound
+        return
+    with _DOWNLOADS_LOCK:
+        _DOWNLOADS[key] = bytes(data)
+        while sum(len(v) for v in _DOWNLOADS.values()) > limit:
+            _DOWNLOADS.pop(next(iter(_DOWNLOADS)))  # oldest first
+
 
 def _fmt_ms(ms: int | None) -> str | None:
     if ms is None:
@@ -379,9 +402,14 @@ class MLflowRecorder(Recorder):
                     "it was not saved by save_objects (or predates checksums). Load it with require_checksum=False "
                     "if you trust it."
                 )
+            key = (str(self._uri), run_id, rel, checksum) if checksum is not None else None
+            with _DOWNLOADS_LOCK:
+                cached = _DOWNLOADS.get(key) if key is not None else None
             try:
-                data = self._read_object_bytes(run_id, rel, name)
+                data = bytearray(cached) if cached is not None else self._read_object_bytes(run_id, rel, name)
                 objects.verify(data, name, checksum)
+                if cached is None and key is not None and self._local_artifact_dir() is None:
+                    _remember_download(key, data)
             except LoadObjectError as exc:
                 # A save of the same name by another process may sit between its file and its tag.
                 if attempt == 0 and checksum is not None and "checksum" in str(exc):

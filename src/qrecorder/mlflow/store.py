@@ -374,6 +374,8 @@ def bound_mlflow_http_retries() -> None:
     # No "🏃 View run ... at: URL" lines on stdout at every run end (printing them also costs
     # a get_run request per run); set it to "false" to get them back.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Nor a "Downloading artifacts: 100%|...|" progress bar on stderr at every load_object.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _enable_wal(db_path: Path) -> None:

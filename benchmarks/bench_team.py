@@ -1,0 +1,250 @@
+"""Team mode: what basic auth costs per request and per run, qrecorder beside MLflow's own client.
+
+    .venv/bin/python benchmarks/bench_team.py [--quick] [--workers 2]
+
+Starts real ``qrec server`` processes (``qrecorder.server``, as ``qrec server`` does) on a fresh
+PostgreSQL database at 127.0.0.1:5432 (dropped afterwards):
+
+- ``no auth``
+- ``auth`` -- ``--auth`` as qrecorder configures it (MLflow's credential cache on, 60 s)
+- ``auth, cache off`` -- ``--auth`` with ``QRECORDER_AUTH_CACHE_SECONDS=0`` (MLflow's default)
+
+and measures against each, one after the other, from this process:
+
+- ``ms/request``: a plain ``GET /api/2.0/mlflow/experiments/search`` over one keep-alive
+  ``requests`` session (the server's per-request cost, nothing else);
+- ``MLflow client s/run``: ``MlflowClient`` create_run, log_param, 10 log_metric, set_terminated;
+- ``qrecorder s/run``: ``with R.start(...)``: log_params, 10 log_metrics, end of run;
+- requests per run (no-auth server, through a counting proxy): the same two runs, plus a
+  qrecorder run that saves one object and loads it back twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+ADMIN_PASSWORD = "bench-admin-password"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _pg(sql: str) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(PG_ADMIN)
+    con.autocommit = True
+    try:
+        con.cursor().execute(sql)
+    finally:
+        con.close()
+
+
+def per_request_ms(url: str, auth: tuple[str, str] | None, n: int) -> float:
+    import requests
+
+    session = requests.Session()
+    path = url + "/api/2.0/mlflow/experiments/search?max_results=10"
+    session.get(path, auth=auth, timeout=60).raise_for_status()  # connection and cache warm
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        session.get(path, auth=auth, timeout=60).raise_for_status()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def mlflow_client_run_s(url: str, runs: int) -> float:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    name = f"bench-mlflow-{uuid.uuid4().hex[:6]}"
+    exp_id = client.create_experiment(name)
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        run = client.create_run(exp_id)
+        client.log_param(run.info.run_id, "seed", i)
+        for step in range(10):
+            client.log_metric(run.info.run_id, "loss", 1.0 / (step + 1), step=step)
+        client.set_terminated(run.info.run_id)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def qrecorder_run_s(url: str, runs: int) -> float:
+    from qrecorder import R
+
+    R.set_uri(url)
+    name = f"bench-qrec-{uuid.uuid4().hex[:6]}"
+    R.get_exp(experiment_name=name)
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        with R.start(experiment_name=name):
+            R.log_params(seed=i)
+            for step in range(10):
+                R.log_metrics(step=step, loss=1.0 / (step + 1))
+        times.append(time.perf_counter() - t0)
+    R.set_uri(None)
+    return statistics.median(times)
+
+
+class CountingProxy:
+    """A local HTTP proxy in front of ``target`` that counts requests by (method, path)."""
+
+    def __init__(self, target: str) -> None:
+        import collections
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.counts: collections.Counter[str] = collections.Counter()
+        parts = urlsplit(target)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                proxy.counts[f"{self.command} {self.path.split('?')[0]}"] += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> dict[str, int]:
+        counts = dict(self.counts)
+        self.counts.clear()
+        return counts
+
+
+def requests_per_run(url: str) -> dict[str, dict[str, int]]:
+    """Requests of one run each way, counted by a proxy (the experiment exists already)."""
+    from mlflow import MlflowClient
+
+    from qrecorder import R
+
+    proxy = CountingProxy(url)
+    out = {}
+    client = MlflowClient(tracking_uri=proxy.url)
+    exp_id = client.create_experiment(f"count-mlflow-{uuid.uuid4().hex[:6]}")
+    proxy.take()
+    run = client.create_run(exp_id)
+    client.log_param(run.info.run_id, "seed", 0)
+    for step in range(10):
+        client.log_metric(run.info.run_id, "loss", 1.0 / (step + 1), step=step)
+    client.set_terminated(run.info.run_id)
+    out["MLflow client run"] = proxy.take()
+
+    R.set_uri(proxy.url)
+    name = f"count-qrec-{uuid.uuid4().hex[:6]}"
+    R.get_exp(experiment_name=name)
+    proxy.take()
+    with R.start(experiment_name=name):
+        R.log_params(seed=0)
+        for step in range(10):
+            R.log_metrics(step=step, loss=1.0 / (step + 1))
+    out["qrecorder run"] = proxy.take()
+    with R.start(experiment_name=name):
+        R.log_params(seed=1)
+        R.save_objects(pred={"a": list(range(100))})
+        rec = R.get_recorder()
+    rec.load_object("pred")
+    rec.load_object("pred")
+    out["qrecorder run + save_objects + 2 load_object"] = proxy.take()
+    R.set_uri(None)
+    proxy.server.shutdown()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and runs")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    n_req, n_runs = (10, 3) if args.quick else (40, 8)
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from qrecorder.server import ServerConfig, ServerProcess, free_port
+
+    db = f"qrec_bench_team_{uuid.uuid4().hex[:8]}"
+    _pg(f"CREATE DATABASE {db}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    os.environ["QRECORDER_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    results = []
+    try:
+        for label, auth, cache in (("no auth", False, None), ("auth (cache 60 s)", True, 60),
+                                   ("auth, cache off", True, 0)):
+            cfg = ServerConfig(backend_store_uri=f"postgresql://postgres@127.0.0.1:5432/{db}",
+                               artifacts_destination=str(tmp / "artifacts"), port=free_port(), workers=args.workers,
+                               auth=auth, auth_dir=tmp / f"auth{cache}", auth_cache_seconds=cache)
+            srv = ServerProcess(cfg, log_path=tmp / f"server-{len(results)}.log").start()
+            try:
+                creds = ("admin", ADMIN_PASSWORD) if auth else None
+                for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                    os.environ.pop(name, None)
+                if creds:
+                    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = creds
+                slow = auth and cache == 0
+                row = {
+                    "server": label,
+                    "ms_per_request": per_request_ms(srv.url, creds, max(3, n_req // 4) if slow else n_req),
+                    "mlflow_client_s_per_run": mlflow_client_run_s(srv.url, max(1, n_runs // 4) if slow else n_runs),
+                    "qrecorder_s_per_run": qrecorder_run_s(srv.url, max(1, n_runs // 4) if slow else n_runs),
+                }
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                if not auth:
+                    counted = requests_per_run(srv.url)
+            finally:
+                srv.stop()
+    finally:
+        _pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+    print("\nrequests per run (no auth):")
+    for label, counts in counted.items():
+        print(f"  {label}: {sum(counts.values())}  " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    base = results[0]
+    print(f"\nserver workers: {args.workers}; {n_req} requests, {n_runs} runs per server (median)\n")
+    print("| server | ms/request | × no auth | MLflow client s/run | × no auth | qrecorder s/run | × no auth |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in results:
+        cells = [row["server"]]
+        for key in ("ms_per_request", "mlflow_client_s_per_run", "qrecorder_s_per_run"):
+            fmt = "{:.1f}" if key == "ms_per_request" else "{:.3f}"
+            cells += [fmt.format(row[key]), f"{row[key] / base[key]:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
