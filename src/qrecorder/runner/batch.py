@@ -167,7 +167,7 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
     """run_all's body, with R pointed at the batch's store (restored afterwards)."""
     from qrecorder import R
 
-    uri = R.get_uri()  # workers get the store explicitly, through their environment
+    uri = R.get_resolved_uri()  # workers get the store explicitly, through their environment
     configs = discover(bench_dir, models=models, dataset=dataset, universe=universe, exclude=exclude)
     cells = make_cells(configs, times, base_seed)
     if env == "none":

@@ -174,7 +174,7 @@ def run_task(
 
         qseed = seed if seed is not None else cfg.get("seed")  # like qrun, no seeding unless asked
         with R.uri_context(uri) if uri else contextlib.nullcontext():
-            store = R.get_uri()
+            store = R.get_resolved_uri()
         return run_qlib_task(cfg, experiment_name=exp, recorder_name=recorder_name, seed=qseed, model_name=name,
                              uri=store, tags=tags or {}, params=params or {}, on_start=on_start,
                              base_tags=_base_tags(cfg, name, qseed), t0=t0)
