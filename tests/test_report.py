@@ -88,7 +88,7 @@ def test_report_links_runs_to_the_mlflow_ui(R, tmp_path: Path, monkeypatch) -> N
     _, paths = compare_experiments(["report_check"], out_dir=tmp_path / "a", ui_url="http://ui.example:5000/")
     page = paths["report.html"].read_text()
     for obj in saved.values():
-        assert f"href='http://ui.example:5000/#/experiments/{exp_id}/runs/{obj['id']}'" in page
+        assert f"href='http://ui.example:5000/#/experiments/{exp_id}/runs/{obj['id']}?workflowType=machine_learning'" in page
     monkeypatch.setenv("QRECORDER_UI_URL", "http://127.0.0.1:5001")
     _, paths = compare_experiments(["report_check"], out_dir=tmp_path / "b")
     assert f"href='http://127.0.0.1:5001/#/experiments/{exp_id}/runs/" in paths["report.html"].read_text()

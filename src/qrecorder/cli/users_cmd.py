@@ -71,7 +71,13 @@ def users_group() -> None:
 @uri_option
 @handles_errors
 def add_cmd(username: str, password_stdin: bool, uri: str | None) -> None:
-    """Create a user (12+ character password)."""
+    """Create a user (12+ character password; asked for, or read from stdin).
+
+    Example:
+
+      qrec users add alice --uri http://127.0.0.1:5000
+      printf '%s\n' "$ALICE_PASSWORD" | qrec users add alice --password-stdin
+    """
     from ..server import create_user
 
     url = _server_url(uri)
@@ -94,7 +100,13 @@ def add_cmd(username: str, password_stdin: bool, uri: str | None) -> None:
 @handles_errors
 def grant_cmd(usernames: tuple[str, ...], experiment: str | None, all_experiments: bool, permission: str,
               create: bool, uri: str | None) -> None:
-    """Let users READ, EDIT or MANAGE an experiment (replaces an earlier grant)."""
+    """Let users READ, EDIT or MANAGE an experiment (replaces an earlier grant).
+
+    Example:
+
+      qrec users grant alice bob carol -e shared --create      # EDIT on 'shared', made if missing
+      qrec users grant dave -e shared --permission READ
+    """
     from ..server import grant_permission
 
     url = _server_url(uri)
@@ -112,7 +124,12 @@ def grant_cmd(usernames: tuple[str, ...], experiment: str | None, all_experiment
 @uri_option
 @handles_errors
 def revoke_cmd(usernames: tuple[str, ...], experiment: str | None, all_experiments: bool, uri: str | None) -> None:
-    """Take a grant back: the server's default permission applies again."""
+    """Take a grant back: the server's default permission applies again.
+
+    Example:
+
+      qrec users revoke bob -e shared
+    """
     from ..server import revoke_permission
 
     url = _server_url(uri)
@@ -128,7 +145,12 @@ def revoke_cmd(usernames: tuple[str, ...], experiment: str | None, all_experimen
 @json_option
 @handles_errors
 def list_cmd(experiment: str | None, uri: str | None, as_json: bool) -> None:
-    """List users (admin only); with --experiment, each one's permission on it."""
+    """List users (admin only); with --experiment, each one's permission on it.
+
+    Example:
+
+      qrec users list --experiment shared --json
+    """
     from ..server import get_permission, list_users
 
     url = _server_url(uri)
@@ -153,7 +175,12 @@ def list_cmd(experiment: str | None, uri: str | None, as_json: bool) -> None:
 @uri_option
 @handles_errors
 def remove_cmd(usernames: tuple[str, ...], yes: bool, uri: str | None) -> None:
-    """Delete users (their runs stay)."""
+    """Delete users (their runs stay).
+
+    Example:
+
+      qrec users remove bob -y
+    """
     from ..server import delete_user
 
     url = _server_url(uri)

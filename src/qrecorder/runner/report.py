@@ -384,7 +384,8 @@ def run_url(ui_url: str | None, experiment_id: Any, run_id: Any) -> str | None:
     """MLflow 3's UI page of a run: ``<ui>/#/experiments/<experiment_id>/runs/<run_id>``."""
     if not ui_url or _nan(experiment_id) or _nan(run_id) or not str(experiment_id):
         return None
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    # workflowType: MLflow 3.17's UI otherwise opens on its GenAI views, not the run
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def _runs_html(s: Summary) -> str:
