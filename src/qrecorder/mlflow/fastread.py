@@ -212,8 +212,8 @@ def _attribute_filter(key: str, comparator: str, value: Any, plan: _Plan) -> Non
     if column is None:
         raise Unsupported(key)
     if key in ("start_time", "end_time"):
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)  # older MLflow parsers keep the number as text; the database compares numbers
+        # Older MLflow parsers keep the number as text, which SQLite compares as a number and
+        # PostgreSQL refuses: step aside (isinstance str below) and let MLflow answer or raise.
         if comparator not in ("=", "!=", "<", "<=", ">", ">=") or isinstance(value, (str, bytes, tuple)):
             raise Unsupported(comparator)
         plan.where.append(f"{column} {comparator} ?")
