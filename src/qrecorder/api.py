@@ -113,7 +113,7 @@ class QlibRecorder:
         """Recorders (id → Recorder) of the named experiment, or of the active/default one."""
         create = experiment_id is None and experiment_name is None
         exp = self.get_exp(experiment_id=experiment_id, experiment_name=experiment_name, create=create)
-        return exp.list_recorders()  # type: ignore[return-value]
+        return exp.list_recorders()
 
     def get_exp(
         self,

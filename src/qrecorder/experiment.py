@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Final, Literal, overload
 
 from .errors import RecorderNotFoundError
 from .recorder import Recorder
@@ -15,8 +15,8 @@ logger = logging.getLogger("qrecorder")
 class Experiment:
     """An experiment holds recorders; at most one of them is active per Experiment object."""
 
-    RT_D = "dict"
-    RT_L = "list"
+    RT_D: Final = "dict"
+    RT_L: Final = "list"
 
     def __init__(self, id: str, name: str) -> None:  # noqa: A002 - Qlib's argument name
         self.id = id
@@ -116,6 +116,24 @@ class Experiment:
 
     def _get_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> Recorder:
         raise NotImplementedError
+
+    @overload
+    def list_recorders(
+        self,
+        rtype: Literal["dict"] = ...,
+        max_results: int | None = ...,
+        status: str | None = ...,
+        filter_string: str = ...,
+    ) -> dict[str, Recorder]: ...
+
+    @overload
+    def list_recorders(
+        self,
+        rtype: Literal["list"],
+        max_results: int | None = ...,
+        status: str | None = ...,
+        filter_string: str = ...,
+    ) -> list[Recorder]: ...
 
     def list_recorders(
         self,

@@ -181,7 +181,8 @@ def allowed_pairs(extra: Iterable[str] = ()) -> frozenset[tuple[str, str]]:
 def _safe_getattr_table() -> dict[tuple[Any, str], Any]:
     import zoneinfo
 
-    return {(zoneinfo.ZoneInfo, "_unpickle"): zoneinfo.ZoneInfo._unpickle}
+    # _unpickle is private to CPython's zoneinfo and absent from typeshed; pickles name it.
+    return {(zoneinfo.ZoneInfo, "_unpickle"): zoneinfo.ZoneInfo._unpickle}  # type: ignore[attr-defined]
 
 
 def _restricted_getattr(obj: Any, name: str, *default: Any) -> Any:

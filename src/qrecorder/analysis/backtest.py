@@ -16,7 +16,9 @@ modelled). Names without a score on a day are held but not traded (like a suspen
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -29,10 +31,11 @@ class BacktestResult:
     positions: pd.DataFrame   # (datetime, instrument) -> weight after trading
 
 
-def topk_dropout_trades(score: pd.Series | dict[str, float], held: list[str], topk: int,
-                        n_drop: int) -> tuple[list[str], list[str]]:
+def topk_dropout_trades(score: pd.Series | Mapping[str, float] | Iterable[tuple[str, float]], held: list[str],
+                        topk: int, n_drop: int) -> tuple[list[str], list[str]]:
     """Return (sell, buy) for one day, with Qlib's TopkDropoutStrategy rule (plain Python: fast)."""
-    sc = {k: float(v) for k, v in (score.items() if hasattr(score, "items") else score)}
+    pairs: Iterable[tuple[Any, Any]] = score.items() if hasattr(score, "items") else score
+    sc = {k: float(v) for k, v in pairs}
     sc = {k: v for k, v in sc.items() if v == v}  # drop NaN scores
     held_set = set(held)
     last = sorted((h for h in held if h in sc), key=lambda k: -sc[k])
@@ -64,9 +67,11 @@ def backtest_topk(
     rets = {d: dict(zip(r.index.get_level_values("instrument"), r.to_numpy(), strict=True))
             for d, r in returns.dropna().groupby(level="datetime")}
     days = sorted(scores)
-    cash, holdings = float(account), {}  # instrument -> value
+    cash = float(account)
+    holdings: dict[str, float] = {}  # instrument -> value
     total_turnover = total_cost = 0.0  # money, accumulated (Qlib's total_turnover / total_cost)
-    rows, pos_rows = [], []
+    rows: list[dict[str, Any]] = []
+    pos_rows: list[tuple[Any, str, float]] = []
     for day in days:
         s, r = scores[day], rets.get(day, {})
         value_before = cash + sum(holdings.values())

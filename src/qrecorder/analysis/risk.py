@@ -56,12 +56,12 @@ def annualization_scaler(freq: str) -> float:
 def risk_analysis(r: pd.Series, N: float | None = None, freq: str | None = "day",  # noqa: N803 - Qlib's name
                   mode: Literal["sum", "product"] = "sum") -> pd.DataFrame:
     """One-column ("risk") frame indexed by mean, std, annualized_return, information_ratio, max_drawdown."""
-    if N is None and freq is None:
-        raise ValueError("at least one of `N` and `freq` should exist")
-    if N is not None and freq is not None:
-        warnings.warn("risk_analysis freq will be ignored", stacklevel=2)
     if N is None:
+        if freq is None:
+            raise ValueError("at least one of `N` and `freq` should exist")
         N = annualization_scaler(freq)  # noqa: N806
+    elif freq is not None:
+        warnings.warn("risk_analysis freq will be ignored", stacklevel=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         if mode == "sum":
             mean = r.mean()

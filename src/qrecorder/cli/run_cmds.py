@@ -6,6 +6,7 @@ Heavy imports (pandas, MLflow, models) happen inside the commands so ``qrec --he
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -176,7 +177,7 @@ def default_bench_dir() -> str:
     return "examples/benchmarks"
 
 
-def _qlib_positionals(rest: tuple[str, ...], opts: dict) -> None:
+def _qlib_positionals(rest: tuple[str, ...], opts: dict[str, Any]) -> None:
     """``run [TIMES [MODELS [DATASET [UNIVERSE]]]]``: fire's positional order of ModelRunner.run."""
     names = ("times", "models", "dataset", "universe")
     if len(rest) > len(names):
@@ -261,7 +262,7 @@ def run_all_cmd(args: tuple[str, ...], bench_dir: str | None, times: int | None,
     from qrecorder.runner.executors import RunnerError
     from qrecorder.workflow.errors import ConfigError
 
-    opts = {"times": times, "models": models, "dataset": dataset, "universe": universe}
+    opts: dict[str, Any] = {"times": times, "models": models, "dataset": dataset, "universe": universe}
     qlib_form = bool(args) and args[0] == "run" and not Path("run").is_dir()
     if qlib_form:
         _qlib_positionals(args[1:], opts)
@@ -308,7 +309,8 @@ def run_all_cmd(args: tuple[str, ...], bench_dir: str | None, times: int | None,
         sys.exit(130)
     click.echo(f"\n{len(res.results)} cells run, {res.skipped} resumed, {len(res.failures)} failed, "
                f"in {res.wall_seconds:.1f}s (batch {res.batch})\n")
-    click.echo((res.paths.get("table.md") or "").read_text() if res.paths else "")
+    table = res.paths.get("table.md")
+    click.echo(table.read_text() if table is not None else "")
     for f in res.failures:
         click.echo(f"FAILED {f['model']} seed={f['seed']} (recorder {f['recorder_id']}): {f['summary']}", err=True)
     if res.paths:

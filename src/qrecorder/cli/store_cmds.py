@@ -34,7 +34,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, code: int = EXIT_USER) -> None:
         super().__init__(message)
-        self.exit_code = code
+        # click declares exit_code a ClassVar, yet reads it from the instance: a per-error code is intended
+        self.exit_code = code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"Error: {self.format_message()}", err=True)
@@ -229,8 +230,10 @@ def experiments_cmd(include_deleted: bool, uri: str | None, as_json: bool) -> No
     from rich.table import Table
 
     table = Table(title=f"Experiments in {location.uri}", title_justify="left")
-    for col, kw in (("ID", {"justify": "right"}), ("Name", {}), ("Runs", {"justify": "right"}), ("Created", {}),
-                    ("Artifacts", {"overflow": "fold"})):
+    columns: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("ID", {"justify": "right"}), ("Name", {}), ("Runs", {"justify": "right"}), ("Created", {}),
+        ("Artifacts", {"overflow": "fold"}))
+    for col, kw in columns:
         table.add_column(col, **kw)
     for r in rows:
         name = _esc(r["name"]) + (" [red]\\[deleted][/]" if r["lifecycle_stage"] == "deleted" else "")
@@ -292,7 +295,7 @@ def runs_cmd(experiment: str, status: str | None, filter_string: str | None, sor
     status = status.upper() if status else None
     location = _location(uri)
     max_results = None if limit == 0 else limit
-    result = None
+    result: dict[str, Any] | None = None
     if location.kind == "sqlite" and not filter_string and not sort:
         from . import _quick
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ class FilePanel:
                  label: str | list[str] = "LABEL0", features: list[str] | None = None,
                  dropna_label: bool = False) -> None:
         self.path = str(path)
-        self.options = dict(datetime_col=datetime_col, instrument_col=instrument_col, label=label,
+        self.options: dict[str, Any] = dict(datetime_col=datetime_col, instrument_col=instrument_col, label=label,
                             features=features, dropna_label=dropna_label)
         self.label = label if isinstance(label, str) else label[0]
 

@@ -12,6 +12,8 @@ to a few percent of each name's volatility -- an information coefficient of roug
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -93,7 +95,7 @@ class SyntheticPanel:
 
     def __init__(self, n_instruments: int = 100, n_days: int = 500, seed: int = 0,
                  start: str = "2020-01-01", signal_strength: float = 0.15) -> None:
-        self.kwargs = dict(n_instruments=n_instruments, n_days=n_days, seed=seed, start=start,
+        self.kwargs: dict[str, Any] = dict(n_instruments=n_instruments, n_days=n_days, seed=seed, start=start,
                            signal_strength=signal_strength)
         self.label = LABEL
         self.features = list(FEATURES)

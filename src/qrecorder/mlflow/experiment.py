@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from ..errors import RecorderNotFoundError
 from ..experiment import Experiment
@@ -62,6 +62,24 @@ class MLflowExperiment(Experiment):
             raise RecorderNotFoundError(f"No recorder named {recorder_name!r} in experiment {self.name!r} (id {self.id}).")
         return self.recorder_class(self.id, self._uri, mlflow_run=runs[0], store=self._store)
 
+    @overload
+    def list_recorders(
+        self,
+        rtype: Literal["dict"] = ...,
+        max_results: int | None = ...,
+        status: str | None = ...,
+        filter_string: str = ...,
+    ) -> dict[str, Recorder]: ...
+
+    @overload
+    def list_recorders(
+        self,
+        rtype: Literal["list"],
+        max_results: int | None = ...,
+        status: str | None = ...,
+        filter_string: str = ...,
+    ) -> list[Recorder]: ...
+
     def list_recorders(
         self,
         rtype: Literal["dict", "list"] = Experiment.RT_D,
@@ -77,7 +95,7 @@ class MLflowExperiment(Experiment):
             clause = f"attributes.status = '{status}'"
             flt = f"{flt} and {clause}" if flt else clause
         runs = query.search_runs(self._store, [self.id], filter_string=flt, max_results=max_results)
-        recorders = [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
+        recorders: list[Recorder] = [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
         if rtype == Experiment.RT_L:
             return recorders
         return {r.id: r for r in recorders}  # type: ignore[misc]

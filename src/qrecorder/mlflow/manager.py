@@ -15,6 +15,7 @@ from ..errors import (
     InvalidValueError,
     StoreError,
 )
+from ..experiment import Experiment
 from ..manager import ExpManager
 from ..validation import check_names
 from . import calls, query
@@ -107,9 +108,10 @@ class MLflowExpManager(ExpManager):
                     f"Experiment id {experiment_id} is named {exp.name!r}, not {experiment_name!r}."
                 )
         else:
-            exp = calls.call(store.client.get_experiment_by_name, experiment_name)
-            if exp is None:
+            found = calls.call(store.client.get_experiment_by_name, experiment_name)
+            if found is None:
                 raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
+            exp = found
         if exp.lifecycle_stage == "deleted":
             raise ExperimentDeletedError(
                 f"Experiment {exp.name!r} (id {exp.experiment_id}) is deleted, and MLflow keeps its name "
@@ -118,9 +120,9 @@ class MLflowExpManager(ExpManager):
             )
         return self.experiment_class(exp.experiment_id, exp.name, store.uri, store=store)
 
-    def list_experiments(self) -> dict[str, MLflowExperiment]:
+    def list_experiments(self) -> dict[str, Experiment]:
         store = self.store()
-        out: dict[str, MLflowExperiment] = {}
+        out: dict[str, Experiment] = {}
         token = None
         while True:
             page = calls.call(store.client.search_experiments, view_type=1, max_results=50_000, page_token=token)

@@ -46,7 +46,8 @@ PROVENANCE_JOIN_TIMEOUT_S = 30.0
 # Objects downloaded from a tracking server, kept per process: (store uri, run id, path,
 # checksum) -> bytes. A checksum names one content, so an entry never goes stale; every load
 # still verifies the bytes. Bounded by QRECORDER_DOWNLOAD_CACHE_MB (default 256; 0: off).
-_DOWNLOADS: dict[tuple[str, str, str, str], bytes] = {}
+# key: (store URI, run id, artifact path, (checksum algorithm, hex digest))
+_DOWNLOADS: dict[tuple[str, str, str, tuple[str, str]], bytes] = {}
 _DOWNLOADS_LOCK = threading.Lock()
 
 
@@ -57,7 +58,7 @@ def _download_cache_limit() -> int:
         return 256 * 1024 * 1024
 
 
-def _remember_download(key: tuple[str, str, str, str], data: bytes | bytearray) -> None:
+def _remember_download(key: tuple[str, str, str, tuple[str, str]], data: bytes | bytearray) -> None:
     limit = _download_cache_limit()
     if len(data) > limit // 4:  # only objects well below the bound
         return
@@ -193,7 +194,7 @@ class MLflowRecorder(Recorder):
         self._running_here = True
         self._owner_pid = os.getpid()
         lifecycle.register(self)
-        self._store.writer.add_heartbeat(self.id)
+        self._store.writer.add_heartbeat(self._require_id())
         params = {"cmd-sys.argv": provenance.command_line(), **provenance.env_params()}
         if resumed:
             params = {k: v for k, v in params.items() if k not in self._params}

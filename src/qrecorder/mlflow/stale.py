@@ -255,6 +255,7 @@ def _short_lock_engine(store: Store, timeout: float) -> Any:
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
+    assert store.engine is not None, "only SQL stores have an engine"  # callers check store.engine first
     url = store.engine.url
     if url.get_backend_name() == "sqlite":
         return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"timeout": max(timeout, 0.05)})
@@ -267,6 +268,7 @@ class _SqlMarker:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine: Any = None
+        assert store.engine is not None, "only SQL stores have an engine"  # run_mark_stale checks first
         self.sqlite = store.engine.url.get_backend_name() == "sqlite"
 
     def mark(self, run_id: str, verdict: Verdict, remaining: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -28,7 +29,8 @@ class LGBModel(Model):
 
         x, y = learn_xy(dataset, "train")
         train = lgb.Dataset(x, label=y)
-        valid_sets, callbacks = [train], []
+        valid_sets = [train]
+        callbacks: list[Callable[..., Any]] = []
         if has_segment(dataset, "valid") and self.early_stopping_rounds:
             xv, yv = learn_xy(dataset, "valid")
             valid_sets = [lgb.Dataset(xv, label=yv, reference=train)]

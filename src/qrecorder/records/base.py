@@ -38,7 +38,7 @@ class RecordTemp:
                 return self.depend_cls(recorder=self.recorder).load(name)
             raise
 
-    def generate(self, **kwargs: Any) -> None:
+    def generate(self, **kwargs: Any) -> object:  # subclasses may return their results (SigAnaRecord)
         raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
     def list(self) -> list[str]:

@@ -65,7 +65,7 @@ class PortAnaRecord(RecordTemp):
         if indicator_analysis_freq is not None or indicator_analysis_method is not None:
             raise ValueError("indicator_analysis_freq/indicator_analysis_method: trade indicators (ffr, pa, pos) need "
                              "Qlib's exchange-level backtest and are not available here; leave them unset")
-        self.params = {
+        self.params: dict[str, Any] = {
             "topk": int(kwargs.pop("topk", skw.get("topk", 50))),
             "n_drop": int(kwargs.pop("n_drop", skw.get("n_drop", 5))),
             "risk_degree": float(kwargs.pop("risk_degree", skw.get("risk_degree", 0.95))),

@@ -203,7 +203,7 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
     tasks: deque = deque()
     by_id: dict[str, dict[str, Any]] = {}
     for c in todo:
-        t = {"task_id": uuid.uuid4().hex, "cell": c.to_dict(), "cell_obj": c, "attempt": 0, "batch": batch,
+        t: dict[str, Any] = {"task_id": uuid.uuid4().hex, "cell": c.to_dict(), "cell_obj": c, "attempt": 0, "batch": batch,
              "experiment_name": experiment_name, "uri": uri, "python": pythons.get(c.requirements, sys.executable)}
         by_id[t["task_id"]] = t
         tasks.append(t)

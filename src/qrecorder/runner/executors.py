@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class RunnerError(RuntimeError):
@@ -24,12 +24,24 @@ class RunnerError(RuntimeError):
 
 @dataclass
 class _Worker:
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     python: str
     task: dict[str, Any] | None = None
     buf: bytes = b""
     ready: bool = False
     extra: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        """Tasks go in here (the worker is spawned with stdin=PIPE)."""
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """Events come out here (the worker is spawned with stdout=PIPE)."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout
 
 
 class LocalExecutor:
@@ -61,21 +73,21 @@ class LocalExecutor:
         proc = subprocess.Popen([python, "-m", "qrecorder.runner.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, env=self.env, start_new_session=True)
         log.close()
-        os.set_blocking(proc.stdout.fileno(), False)
         w = _Worker(proc, python)
-        self.sel.register(proc.stdout, selectors.EVENT_READ, w)
+        os.set_blocking(w.stdout.fileno(), False)
+        self.sel.register(w.stdout, selectors.EVENT_READ, w)
         self.workers.append(w)
         return w
 
     def _retire(self, w: _Worker) -> None:
         try:
-            self.sel.unregister(w.proc.stdout)
+            self.sel.unregister(w.stdout)
         except (KeyError, ValueError):
             pass
         if w in self.workers:
             self.workers.remove(w)
         try:
-            w.proc.stdin.close()
+            w.stdin.close()
         except OSError:
             pass
 
@@ -88,13 +100,13 @@ class LocalExecutor:
                 self._retire(idle[0])  # make room: a worker of another interpreter is idle
             w = self._spawn(python)
         w.task = task
-        w.proc.stdin.write((json.dumps(task) + "\n").encode())
-        w.proc.stdin.flush()
+        w.stdin.write((json.dumps(task) + "\n").encode())
+        w.stdin.flush()
 
     def _read(self, w: _Worker) -> list[dict[str, Any]]:
-        events = []
+        events: list[dict[str, Any]] = []
         try:
-            chunk = os.read(w.proc.stdout.fileno(), 65536)
+            chunk = os.read(w.stdout.fileno(), 65536)
         except BlockingIOError:
             return events
         if chunk:

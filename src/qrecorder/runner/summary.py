@@ -38,6 +38,7 @@ def save_summary_recorder(experiment_name: str, paths: dict[str, Path], summary:
         for p in paths.values():
             rec.log_artifact(str(p), artifact_path="summary")
         rec.save_objects(artifact_path="summary", **{"summary.pkl": summary.table, "runs.pkl": summary.runs})
+        assert rec.id is not None, "a started recorder has an id"
         return rec.id
 
 

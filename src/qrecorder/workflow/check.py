@@ -129,7 +129,7 @@ def check_task(cfg: Mapping[str, Any], *, qlib: bool | None = None) -> None:
     defaults = QLIB_DEFAULT_MODULES if qlib else DEFAULT_MODULES
     apply_sys_paths(cfg)
     task = cfg["task"]
-    top = [("task.model", "model", task["model"], ()), ("task.dataset", "dataset", task["dataset"], ())]
+    top: list[tuple[str, str, Any, tuple[str, ...]]] = [("task.model", "model", task["model"], ()), ("task.dataset", "dataset", task["dataset"], ())]
     top += [(f"task.record[{i}]", "record", r, ("recorder", "model", "dataset")) for i, r in enumerate(task["record"])]
     top_ids = {id(spec) for _, _, spec, _ in top}
     for field, kind, spec, provided in top:

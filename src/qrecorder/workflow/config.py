@@ -100,7 +100,7 @@ def validate_config(raw: Any, *, source: str = "<dict>", base_dir: str | Path | 
         raise ConfigError("must be a list of record specs", source=source, field="task.record")
     for i, rec in enumerate(records):
         _check_spec(rec, f"task.record[{i}]", source)
-    task["record"] = records
+    cfg["task"]["record"] = records  # the same object as task (cfg is our deep copy)
     if "seed" in cfg and not (isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool)):
         raise ConfigError(f"must be an integer, got {cfg['seed']!r}", source=source, field="seed")
     if "experiment_name" in cfg and not isinstance(cfg["experiment_name"], str):

@@ -200,7 +200,8 @@ def run_task(
             )
             record.generate()
         seconds = time.perf_counter() - t0
-        recorder.log_metrics(**{"time.fit_seconds": fit_seconds, "time.task_seconds": seconds})
+        timings: dict[str, Any] = {"time.fit_seconds": fit_seconds, "time.task_seconds": seconds}
+        recorder.log_metrics(**timings)
         metrics = dict(recorder.list_metrics())
         return {"recorder_id": recorder.id, "experiment_id": recorder.experiment_id, "metrics": metrics,
                 "fit_seconds": fit_seconds, "seconds": seconds, "model": name, "seed": seed}
