@@ -210,10 +210,10 @@ def release_tuple(version: str | None) -> tuple[int, ...] | None:
         return None
     parts = []
     for piece in version.split(".")[:3]:
-        digits = re.match(r"\d*", piece).group()
-        if not digits:
+        match = re.match(r"\d+", piece)
+        if match is None:
             break
-        parts.append(int(digits))
+        parts.append(int(match.group()))
     return tuple(parts) or None
 
 
