@@ -115,3 +115,45 @@ def test_full_journal_disk_refuses_the_call_clearly(tmp_path: Path) -> None:
         assert steps == list(range(data["accepted"]))  # every accepted value, not the refused one
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_hostile_journals_neither_block_nor_forge(tmp_path: Path) -> None:
+    """A malformed journal must not stop the others; forged records (checksum tags, bad keys) are not written."""
+    from mlflow import MlflowClient
+
+    from qrecorder.mlflow import journal
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = _env(tmp_path)
+    make = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        from qrecorder import R
+        R.set_uri({uri!r})
+        with R.start(experiment_name="j"):
+            R.save_objects(**{{"pred.pkl": [1]}})
+            print(R.get_recorder().id)
+    """)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    run_id = make.stdout.strip().splitlines()[-1]
+    from qrecorder.mlflow.journal import journal_dir_for
+    from qrecorder.uri import resolve_uri
+
+    loc = resolve_uri(uri)
+    os.environ["QRECORDER_JOURNAL_DIR"] = env["QRECORDER_JOURNAL_DIR"]
+    try:
+        folder = journal_dir_for(loc.uri, loc.kind, loc.path)
+    finally:
+        del os.environ["QRECORDER_JOURNAL_DIR"]
+    folder.mkdir(parents=True, exist_ok=True)
+    header = journal._frame(("qrecorder-journal-1", uri, 1, "h"))
+    (folder / "aaaa-1-1.jrnl").write_bytes(header + journal._frame(("S", "not-a-number")))
+    (folder / "bbbb-1-2.jrnl").write_bytes(header + journal._frame(("t", run_id, [("qrecorder.checksum.pred.pkl", "blake3:00")]))
+                                           + journal._frame(("p", run_id, [("bad key\n(", "x")])))
+    (folder / "zzzz-1-3.jrnl").write_bytes(header + journal._frame(("p", run_id, [("recovered", "yes")])))
+    out = subprocess.run([*QREC, "recover", "--uri", uri, "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.data.params.get("recovered") == "yes"
+    assert run.data.tags["qrecorder.checksum.pred.pkl"].startswith("blake3:") and run.data.tags["qrecorder.checksum.pred.pkl"] != "blake3:00"
+    assert "bad key\n(" not in run.data.params
+    assert not list(folder.glob("*.jrnl"))

@@ -303,3 +303,97 @@ def test_getattr_is_only_the_zoneinfo_case(R, tmp_path: Path):
     with pytest.raises(LoadObjectError, match="refuses getattr"):
         rec.load_object("evil", restricted=True)
     assert not marker.exists()
+
+
+# --- cases found by an outside attack on the first version -----------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["./pred.pkl", "sub//pred.pkl", "sub/./pred.pkl", "sub/x/../pred.pkl"])
+def test_unnormalised_names_are_checked_like_any_other(R, tmp_path: Path, spelling: str):
+    marker = tmp_path / "pwned"
+    with R.start(experiment_name="names"):
+        R.save_objects(**{spelling: [1, 2]})
+        rec = R.get_recorder()
+    clean = os.path.normpath(spelling)
+    assert f"qrecorder.checksum.{clean}" in rec.list_tags()
+    assert rec.load_object(spelling, require_checksum=True) == [1, 2]
+    (Path(rec.get_local_dir()) / "artifacts" / clean).write_bytes(stack_global_payload("os", "system", f"touch {marker}"))
+    with pytest.raises(LoadObjectError, match="was not unpickled"):
+        rec.load_object(spelling)
+    assert not marker.exists()
+
+
+def test_pyarrow_arrays_are_validated_before_use():
+    """_restore_array builds an array from the pickle's buffers as given: offsets past the data
+    buffer would read process memory (or crash); restricted mode validates it first."""
+    import pyarrow.lib
+
+    from qrecorder.safe_unpickle import restricted_loads
+
+    class G:
+        def __init__(self, name: str, args: tuple) -> None:
+            self.name, self.args = name, args
+
+        def __reduce__(self):
+            return (getattr(pyarrow.lib, self.name), self.args)
+
+    offsets = (0).to_bytes(4, "little") + (4096).to_bytes(4, "little")
+    payload = pickle.dumps(G("_restore_array", ((G("type_for_alias", ("binary",)), 1, 0, 0,
+                           [None, G("py_buffer", (offsets,)), G("py_buffer", (b"ABCDEFGH",))], [], None),)), protocol=5)
+    with pytest.raises(pickle.UnpicklingError, match="inconsistent pyarrow array"):
+        restricted_loads(payload)
+    good = pd.Series(["a", None, "ccc"], dtype="string[pyarrow]")
+    pd.testing.assert_series_equal(restricted_loads(pickle.dumps(good, protocol=5)), good)
+
+
+def test_build_cannot_monkeypatch_an_admitted_class():
+    from qrecorder.safe_unpickle import restricted_loads
+
+    payload = (b"\x80\x02cpandas\nIndex\nN}X\x03\x00\x00\x00maxcbuiltins\nint\ns\x86b0}X\x02\x00\x00\x00okK\x01s.")
+    with pytest.raises(pickle.UnpicklingError, match="refuses to set state on Index"):
+        restricted_loads(payload)
+    assert pd.Index([1, 5, 3]).max() == 5
+
+
+def test_extension_registry_and_persistent_ids_are_refused():
+    import copyreg
+
+    from qrecorder.safe_unpickle import restricted_loads
+
+    copyreg.add_extension("os", "system", 0x7ABC)
+    try:
+        with pytest.raises(pickle.UnpicklingError, match="extension registry"):
+            restricted_loads(b"\x80\x02\x82\xbc\x7aX\x04\x00\x00\x00true\x85R.")
+    finally:
+        copyreg.remove_extension("os", "system", 0x7ABC)
+    with pytest.raises(pickle.UnpicklingError, match="persistent ids"):
+        restricted_loads(b"\x80\x02X\x01\x00\x00\x00xQ.")
+
+
+def test_tag_keys_of_odd_names_never_collide(R):
+    from qrecorder.objects import checksum_tag
+
+    tricky = "a..b.pkl"
+    impostor = checksum_tag(tricky)[len("qrecorder.checksum."):]  # a name spelled like tricky's hashed key
+    assert checksum_tag(impostor) != checksum_tag(tricky)
+    with R.start(experiment_name="keys"):
+        R.save_objects(**{tricky: "first", impostor: "second", "my pred (v2).pkl": "third", "a+b.pkl": "fourth"})
+        rec = R.get_recorder()
+    assert rec.load_object(tricky) == "first" and rec.load_object(impostor) == "second"
+    assert rec.load_object("my pred (v2).pkl", require_checksum=True) == "third"
+    assert all(k.startswith("qrecorder.checksum.name-sha1-") for k in rec.list_tags()
+               if k.startswith("qrecorder.checksum.") and ("(" in k or "+" in k))
+
+
+def test_values_that_look_like_pointers_are_refused_and_never_break_reads(R):
+    from qrecorder.errors import InvalidValueError
+    from qrecorder.mlflow.recorder import LONG_VALUE_MARKER
+
+    with R.start(experiment_name="markers"):
+        with pytest.raises(InvalidValueError, match="reserved"):
+            R.log_params(b=f"x{LONG_VALUE_MARKER}qrecorder/long_values/params/b.txt]")
+        R.log_params(ok=1)
+        rec = R.get_recorder()
+    # A pointer whose file is gone (written by hand into the store) degrades to its stored text.
+    rec.client.set_tag(rec.id, "t", f"x{LONG_VALUE_MARKER}qrecorder/long_values/tags/t.txt]")
+    assert rec.list_tags()["t"].startswith("x") and rec.list_params()["ok"] == "1"

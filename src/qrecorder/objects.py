@@ -289,24 +289,40 @@ def unpickle(data: Any, name: str, unpickler: Any = None, restricted: bool = Fal
         raise LoadObjectError(f"Artifact {name!r} could not be unpickled: {type(exc).__name__}: {exc}") from exc
 
 
-def _tag_key(prefix: str, name: str) -> str:
-    from .validation import _KEY_RE, MAX_KEY_LENGTH
+_HASHED = "name-sha1-"
 
-    key = prefix + name
-    if len(key) <= MAX_KEY_LENGTH and _KEY_RE.match(key) and ".." not in key and "//" not in key:
-        return key
-    return prefix + "name-sha1-" + hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+def _hashed_key(prefix: str, name: str) -> str:
+    return prefix + _HASHED + hashlib.sha1(name.encode("utf-8")).hexdigest()
 
 
 def checksum_tag(name: str) -> str:
     """The run tag holding an object's checksum. Names MLflow refuses as tag keys (spaces are
-    fine, parentheses are not) get a key derived from a hash of the name instead."""
-    return _tag_key(CHECKSUM_TAG_PREFIX, name)
+    fine, parentheses are not), and names that themselves start with ``name-sha1-`` (so no
+    name can take another's tag), get a key derived from a hash of the name instead."""
+    from .validation import _KEY_RE, MAX_KEY_LENGTH
+
+    key = CHECKSUM_TAG_PREFIX + name
+    if (
+        len(key) <= MAX_KEY_LENGTH
+        and _KEY_RE.fullmatch(key)
+        and ".." not in key
+        and "//" not in key
+        and not name.startswith(_HASHED)
+    ):
+        return key
+    return _hashed_key(CHECKSUM_TAG_PREFIX, name)
 
 
 def legacy_checksum_tag(name: str) -> str:
-    """The SHA-256 tag written by qrecorder releases before BLAKE3 (still verified)."""
-    return _tag_key(LEGACY_CHECKSUM_TAG_PREFIX, name)
+    """The SHA-256 tag key written by qrecorder releases before BLAKE3, derived as they did
+    (still verified)."""
+    from .validation import MAX_KEY_LENGTH
+
+    key = LEGACY_CHECKSUM_TAG_PREFIX + name
+    if len(key) <= MAX_KEY_LENGTH and ".." not in key and "//" not in key:
+        return key
+    return _hashed_key(LEGACY_CHECKSUM_TAG_PREFIX, name)
 
 
 def recorded_checksum(tags: dict[str, str], name: str) -> tuple[str, str] | None:

@@ -173,9 +173,15 @@ class Recorder:
                 raise SaveObjectError(f"save_objects: local_path {str(path)!r} does not exist.")
             self._log_local_path(path, artifact_path)
             return
-        for name in kwargs:
-            _clean_artifact_path(name)
-        self._save_objects(kwargs, artifact_path)
+        # One spelling per object: "./pred.pkl" and "sub//x" are saved, tagged and loaded as
+        # "pred.pkl" and "sub/x" (else the checksum tag and the file would go by different names).
+        objects: dict[str, Any] = {}
+        for name, obj in kwargs.items():
+            clean = _clean_artifact_path(name)
+            if clean in objects:
+                raise SaveObjectError(f"save_objects got two names for the object {clean!r}: {sorted(kwargs)}.")
+            objects[clean] = obj
+        self._save_objects(objects, artifact_path)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(local_path)

@@ -95,7 +95,7 @@ _STDLIB = [
     "copyreg._reconstructor", "_codecs.encode",
     "collections.OrderedDict", "collections.defaultdict", "collections.deque", "collections.Counter",
     "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta", "datetime.timezone",
-    "decimal.Decimal", "fractions.Fraction", "uuid.UUID", "uuid.SafeUUID",
+    "decimal.Decimal", "uuid.UUID", "uuid.SafeUUID",
     "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePath",
     "pathlib.PurePosixPath", "pathlib.PureWindowsPath",
     "zoneinfo.ZoneInfo",
@@ -198,8 +198,39 @@ def _restricted_getattr(obj: Any, name: str, *default: Any) -> Any:
     )
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Admits only the (module, qualname) pairs of an allow-list; resolves them itself."""
+def _validated_restore_array(*args: Any, **kwargs: Any) -> Any:
+    """pyarrow's ``_restore_array``, then a full validation: it builds an array from buffers as
+    given, so offsets past a buffer would read (or crash on) memory outside it."""
+    import pyarrow.lib
+
+    array = pyarrow.lib._restore_array(*args, **kwargs)
+    try:
+        array.validate(full=True)
+    except Exception as exc:  # noqa: BLE001 - pyarrow.lib.ArrowInvalid and kin
+        raise pickle.UnpicklingError(f"restricted mode refuses an inconsistent pyarrow array: {exc}") from exc
+    return array
+
+
+_REPLACED: dict[tuple[str, str], Any] = {("pyarrow.lib", "_restore_array"): _validated_restore_array}
+
+
+def _refuse_build_on(target: Any) -> bool:
+    """BUILD sets state on an object; on a class, module or function that is monkeypatching."""
+    import types
+
+    return isinstance(target, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+                               types.MethodType))
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Admits only the (module, qualname) pairs of an allow-list; resolves them itself.
+
+    The pure-Python unpickler (``pickle._Unpickler``), so that BUILD can be checked: a pickle
+    may set state on instances it made, never on an admitted class (``pandas.Index.max = int``
+    would change every later ``Index.max()`` in the process).
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: Any, allowed: frozenset[tuple[str, str]] | None = None) -> None:
         super().__init__(file)
@@ -213,10 +244,34 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"restricted mode refuses the global {module}.{name}: it is not on the allow-list. "
                 f"If you trust this artifact, pass allow=({module + '.' + name!r},) or load it unrestricted."
             )
+        replaced = _REPLACED.get((module, name))
+        if replaced is not None:
+            return replaced
         obj: Any = importlib.import_module(module)
         for part in name.split("."):
             obj = getattr(obj, part)
         return obj
+
+    def load_build(self) -> None:
+        target = self.stack[-2] if len(self.stack) >= 2 else None  # type: ignore[attr-defined]
+        if _refuse_build_on(target):
+            raise pickle.UnpicklingError(
+                f"restricted mode refuses to set state on {getattr(target, '__qualname__', type(target).__name__)}: "
+                "a pickle may only build objects it created"
+            )
+        super().load_build()  # type: ignore[misc]
+
+    dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]  # the pure-Python dispatch table
+
+    def load_ext1(self) -> None:
+        raise pickle.UnpicklingError("restricted mode refuses the copyreg extension registry (EXT opcodes)")
+
+    dispatch[pickle.EXT1[0]] = load_ext1  # type: ignore[assignment]  # the pure-Python dispatch table
+    dispatch[pickle.EXT2[0]] = load_ext1  # type: ignore[assignment]  # the pure-Python dispatch table
+    dispatch[pickle.EXT4[0]] = load_ext1  # type: ignore[assignment]  # the pure-Python dispatch table
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("restricted mode refuses persistent ids")
 
 
 def restricted_loads(data: Any, extra: Iterable[str] = ()) -> Any:

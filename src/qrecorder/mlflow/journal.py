@@ -254,10 +254,11 @@ def claim_orphans(directory: Path, own: Path | None = None) -> Iterator[Unsettle
                 raise FileNotFoundError(path)  # replayed and removed before we got the lock
             with os.fdopen(os.dup(fd), "rb") as fh:
                 data = fh.read()
-        except OSError:
+            records = unsettled_records(data)
+        except Exception:  # noqa: BLE001 - one unreadable journal must not stop the others
             os.close(fd)
             continue
-        yield Unsettled(path, unsettled_records(data), fd)
+        yield Unsettled(path, records, fd)
 
 
 def unsettled_records(data: bytes) -> list[tuple[Any, ...]]:
@@ -266,11 +267,52 @@ def unsettled_records(data: bytes) -> list[tuple[Any, ...]]:
     settled = 0
     for record in read_frames(data):
         if not isinstance(record, tuple) or not record:
-            continue
+            break  # not written by qrecorder: stop here, as at a torn frame
         if record[0] == _MAGIC:
             records, settled = [], 0  # a rotation started the file again
         elif record[0] == SETTLED:
-            settled = max(settled, int(record[1]))
-        else:
+            if len(record) != 2 or record[1].__class__ is not int:
+                break
+            settled = max(settled, record[1])
+        elif well_formed(record):
             records.append(record)
+        else:
+            break
     return records[settled:]
+
+
+def well_formed(record: tuple[Any, ...]) -> bool:
+    """A data record as qrecorder writes it: ("m", run, [(key, number)], step, ts) or
+    ("p"|"t", run, [(key, text)]), with keys qrecorder would accept and no checksum tags (those
+    are never journaled: a forged one would re-open the swapped-pickle attack)."""
+    from ..validation import _KEY_RE, MAX_KEY_LENGTH
+    from .recorder import LONG_VALUE_MARKER
+
+    kind = record[0]
+    if kind == "m":
+        if len(record) != 5 or record[3].__class__ is not int or record[4].__class__ is not int:
+            return False
+    elif kind in ("p", "t"):
+        if len(record) != 3:
+            return False
+    else:
+        return False
+    run_id, items = record[1], record[2]
+    if run_id.__class__ is not str or not run_id.isalnum() or len(run_id) > 64 or not isinstance(items, list):
+        return False
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            return False
+        key, value = item
+        if key.__class__ is not str or len(key) > MAX_KEY_LENGTH or not _KEY_RE.fullmatch(key):
+            return False
+        if key.startswith(("qrecorder.checksum.", "qrecorder.sha256.")):
+            return False
+        if kind == "m":
+            if value.__class__ not in (float, int):
+                return False
+        elif value.__class__ is not str or len(value) > 8000 or ("\x00" in value) or (
+            LONG_VALUE_MARKER in value and not value.endswith(f"{key}.txt]")
+        ):
+            return False
+    return True

@@ -305,6 +305,13 @@ class MLflowRecorder(Recorder):
 
     def _shorten(self, key: str, value: str, kind: str, limit: int) -> str:
         """Keep a value longer than MLflow's limit whole, as an artifact; store a pointer."""
+        if LONG_VALUE_MARKER in value:
+            from ..errors import InvalidValueError
+
+            raise InvalidValueError(
+                f"The value of {key!r} contains qrecorder's long-value pointer text {LONG_VALUE_MARKER.strip()!r}, "
+                "which is reserved (reads would take it for a pointer). Log it as an artifact instead."
+            )
         if len(value) <= limit:
             return value
         artifact = _long_value_artifact(kind, key)
@@ -493,8 +500,12 @@ class MLflowRecorder(Recorder):
             if local is not None:
                 return objects.path_inside(local, artifact, key).read_text(encoding="utf-8")
             return _download_text(self, artifact)
-        except (OSError, LoadObjectError) as exc:
-            raise LoadObjectError(f"The full value kept in artifact {artifact!r} could not be read: {exc}") from exc
+        except (OSError, LoadObjectError, Exception) as exc:  # noqa: BLE001 - one value must not break every read
+            logger.warning(
+                "qrecorder: the full value of %r (artifact %s of run %s) could not be read (%s); its stored, "
+                "shortened form is returned", key, artifact, self.id, exc,
+            )
+            return value
 
     def refresh(self) -> MLflowRecorder:
         """Re-read status, times and name from the store."""

@@ -277,15 +277,19 @@ class BatchWriter:
             return report
         own = self._journal.path if self._pid == os.getpid() else None
         for orphan in claim_orphans(self._journal.directory, own):
-            batch = [_from_journal_record(r) for r in orphan.records]
             errors: dict[str, BaseException] = {}
-            with self._write_mutex:
-                self._write(batch, errors)
+            try:
+                batch = [_from_journal_record(r) for r in orphan.records]
+                with self._write_mutex:
+                    self._write(batch, errors)
+            except Exception as failure:  # noqa: BLE001 - keep this journal aside, go on with the others
+                batch = []
+                errors["(journal)"] = failure
             report.files += 1
             report.values += sum(_count(b) for b in batch)
             report.runs.update(b[0] for b in batch)
-            for run_id, exc in errors.items():
-                report.errors[run_id] = f"{type(exc).__name__}: {exc}"
+            for run_id, error in errors.items():
+                report.errors[run_id] = f"{type(error).__name__}: {error}"
             if errors:
                 kept = orphan.path.with_suffix(".failed")
                 try:
