@@ -372,3 +372,16 @@ def test_ctrl_c_or_sigterm_in_qlib_start_ends_killed(store_uri: str, store_dir: 
         rec = QR.get_recorder(recorder_name=sig, experiment_name="interrupted")
         assert rec.status == "KILLED", proc.stderr[-3000:]
         assert rec.list_metrics() == {"loss": 0.5}
+
+
+def test_deleted_experiment_name_raises_qlibs_error(qlib_R: Any) -> None:
+    """Qlib's manager raised ExpAlreadyExistError for a deleted experiment's (reserved) name."""
+    from qlib.utils.exceptions import ExpAlreadyExistError as QlibExpAlreadyExistError
+
+    from qrecorder import ExperimentDeletedError
+
+    qlib_R.get_exp(experiment_name="gone", create=True)
+    qlib_R.delete_exp(experiment_name="gone")
+    with pytest.raises(QlibExpAlreadyExistError) as info:
+        qlib_R.get_exp(experiment_name="gone")
+    assert isinstance(info.value, ExperimentDeletedError)

@@ -29,6 +29,7 @@ EXPERIMENT_KIND_ML = "custom_model_development"
 
 class MLflowExpManager(ExpManager):
     experiment_class: type[MLflowExperiment] = MLflowExperiment  # what experiments are made as
+    deleted_error_class: type[ExperimentDeletedError] = ExperimentDeletedError  # Qlib's adapter widens it
 
     def __init__(self, uri: str | None = None, default_exp_name: str | None = "Experiment") -> None:
         super().__init__(uri, default_exp_name)
@@ -113,7 +114,7 @@ class MLflowExpManager(ExpManager):
                 raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
             exp = found
         if exp.lifecycle_stage == "deleted":
-            raise ExperimentDeletedError(
+            raise self.deleted_error_class(
                 f"Experiment {exp.name!r} (id {exp.experiment_id}) is deleted, and MLflow keeps its name "
                 "reserved. Restore it (MlflowClient.restore_experiment) or purge deleted experiments with "
                 "`qrec gc --purge` to reuse the name."

@@ -49,6 +49,10 @@ class ExpAlreadyExistError(errors.ExpAlreadyExistError, qlib_errors.ExpAlreadyEx
     """The experiment exists already; qrecorder's and Qlib's error class at once."""
 
 
+class ExperimentDeletedError(errors.ExperimentDeletedError, qlib_errors.ExpAlreadyExistError):
+    """A deleted experiment's name is still taken: Qlib's manager raised ExpAlreadyExistError here."""
+
+
 class QlibRunRecorder(MLflowRecorder, _QlibRecorderBase):
     """A recorder that is both qrecorder's MLflowRecorder and a ``qlib.workflow.recorder.Recorder``."""
 
@@ -112,6 +116,7 @@ class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
     """
 
     experiment_class = QlibExperiment
+    deleted_error_class = ExperimentDeletedError
 
     def __init__(self, uri: str | None = None, default_exp_name: str | None = "Experiment") -> None:
         _undo_qlib_param_limit()
@@ -221,4 +226,5 @@ def _mirror_uri_to_qlib_config(uri: str | None) -> None:
         pass
 
 
-__all__ = ["QlibExpManager", "QlibExperiment", "QlibRunRecorder", "LoadObjectError", "ExpAlreadyExistError"]
+__all__ = ["QlibExpManager", "QlibExperiment", "QlibRunRecorder", "LoadObjectError", "ExpAlreadyExistError",
+           "ExperimentDeletedError"]
