@@ -22,10 +22,16 @@ def _schema(path: Path) -> tuple[set[tuple[str, str]], list[tuple]]:
         con.close()
 
 
-def _normalised_sql(path: Path) -> dict[str, str]:
+def _normalised_sql(path: Path) -> dict[str, list[str]]:
+    """Each object's SQL as a sorted list of its comma-separated parts: MLflow's migrations
+    recreate some tables with their CHECK constraints in a varying order (two databases MLflow
+    builds can differ in that order alone)."""
     con = sqlite3.connect(str(path))
     try:
-        return {n: " ".join((s or "").split()) for n, s in con.execute("SELECT name, sql FROM sqlite_master")}
+        return {
+            n: sorted(part.strip() for part in " ".join((s or "").split()).split(","))
+            for n, s in con.execute("SELECT name, sql FROM sqlite_master")
+        }
     finally:
         con.close()
 

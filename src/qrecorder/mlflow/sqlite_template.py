@@ -63,6 +63,42 @@ def head_revision_of_dump() -> str | None:
     return found.group(1) if found else None
 
 
+def expected_head() -> str | None:
+    """The Alembic revision a database of the installed MLflow is at (None: not known cheaply)."""
+    revision = head_revision_of_dump()
+    if revision is not None:
+        return revision
+    template = _cache_dir() / f"mlflow-{mlflow_version()}.db"
+    return _revision_of(template) if template.is_file() else None
+
+
+def _revision_of(path: Path) -> str | None:
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def at_known_head(db_path: Path) -> bool:
+    """Whether ``db_path`` is a complete database at the installed MLflow's head revision (then it
+    can be opened without the schema lock: nothing will be created or migrated). WAL mode is set
+    on the file when it is created."""
+    try:
+        if not db_path.is_file() or db_path.stat().st_size == 0:
+            return False
+    except OSError:
+        return False
+    head = expected_head()
+    return head is not None and _revision_of(db_path) == head
+
+
 def create_from_template(db_path: Path) -> bool:
     """Create the (missing or empty) database ``db_path`` with MLflow's head schema.
 

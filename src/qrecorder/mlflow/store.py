@@ -157,13 +157,17 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
         assert location.path is not None and lock_path is not None
         try:
             location.path.parent.mkdir(parents=True, exist_ok=True)
-            with _schema_file_lock(lock_path, location):
-                if not location.path.exists() or location.path.stat().st_size == 0:
-                    from . import sqlite_template
+            from . import sqlite_template
 
-                    sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
-                _enable_wal(location.path)
+            if sqlite_template.at_known_head(location.path):
+                # Nothing to create or migrate: no need to queue behind other processes' opens.
                 client = client_class(tracking_uri=location.uri)
+            else:
+                with _schema_file_lock(lock_path, location):
+                    if not location.path.exists() or location.path.stat().st_size == 0:
+                        sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
+                    _enable_wal(location.path)
+                    client = client_class(tracking_uri=location.uri)
         except (OSError, sqlite3.Error, MlflowException) as exc:
             mapped = _sqlite_open_error(exc, location)
             if mapped is None:
