@@ -139,7 +139,8 @@ def get_store(uri: str) -> Store:
     with _stores_lock:
         store = _stores.get(location.uri)
         if store is None:
-            store = Store(location)
+            # A database restarting or busy while we connect is retried like any other call.
+            store = calls.call(Store, location) if location.kind in ("postgresql", "mysql", "http") else Store(location)
             _stores[location.uri] = store
             store._replay_at_open()
     return store
@@ -446,6 +447,8 @@ def _pg_schema_lock(uri: str) -> Iterator[None]:
         engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
         conn = engine.connect()
     except Exception as exc:
+        if retry.is_transient(exc):
+            raise  # a restarting server: calls.call retries the open
         raise StoreError(f"Cannot connect to PostgreSQL at {_redact(uri)}: {exc}") from exc
     try:
         conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_SCHEMA_LOCK_KEY})")
