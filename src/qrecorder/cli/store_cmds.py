@@ -649,45 +649,52 @@ def gc_cmd(experiments: tuple[str, ...], grace: float, timeout: float, purge: bo
     from ..mlflow import query
     from ..mlflow.stale import scan
 
+    previous = os.environ.get("QRECORDER_RETRY_SECONDS")
     # Every lock wait and retry of this command (opening the store included) ends within --timeout.
     budget = float(os.environ.get("QRECORDER_RETRY_SECONDS") or CLI_RETRY_SECONDS)
     os.environ["QRECORDER_RETRY_SECONDS"] = f"{min(budget, timeout):g}"
-    manager = _manager(uri)
-    store = manager.store()
-    exp_ids = [_resolve_experiment(manager, e).id for e in experiments] or None
-    report = scan(store, exp_ids, grace_seconds=grace, dry_run=dry_run, timeout=timeout)
-    purged: list[str] = []
-    if purge:
-        if store.kind not in ("sqlite", "postgresql", "mysql", "mssql"):
-            raise CliError(
-                f"--purge needs direct access to the database ({store.uri} is not one): run it on the server "
-                "host with --uri postgresql://... (and MLFLOW_TRACKING_URI=http://server for proxied artifacts)."
-            )
-        from ..mlflow import calls
+    try:
+        manager = _manager(uri)
+        store = manager.store()
+        exp_ids = [_resolve_experiment(manager, e).id for e in experiments] or None
+        report = scan(store, exp_ids, grace_seconds=grace, dry_run=dry_run, timeout=timeout)
+        purged: list[str] = []
+        if purge:
+            if store.kind not in ("sqlite", "postgresql", "mysql", "mssql"):
+                raise CliError(
+                    f"--purge needs direct access to the database ({store.uri} is not one): run it on the server "
+                    "host with --uri postgresql://... (and MLFLOW_TRACKING_URI=http://server for proxied artifacts)."
+                )
+            from ..mlflow import calls
 
-        all_ids = [e.experiment_id for e in calls.call(store.client.search_experiments, view_type=3)]
-        purged = [r.info.run_id for r in query.search_runs(store, all_ids, run_view_type=2)] if all_ids else []
-        if not dry_run:
-            _mlflow_gc(store.uri, older_than)
-    if as_json:
-        _echo_json({"marked_failed": report.stale, "reasons": {r: report.reasons[r] for r in report.stale},
-                    "returned": report.returned, "skipped": report.skipped, "purged_runs": purged,
-                    "dry_run": dry_run})
-        return
-    verb = "Would mark" if dry_run else "Marked"
-    click.echo(f"{verb} {len(report.stale)} stale RUNNING run(s) FAILED" + (":" if report.stale else "."))
-    for rid in report.stale:
-        click.echo(f"  {rid}: {report.reasons.get(rid, '')}")
-    if report.skipped:
-        click.echo(f"Left {len(report.skipped)} run(s) alone that ended or sent a heartbeat meanwhile: "
-                   + ", ".join(report.skipped))
-    if report.returned:
-        click.echo(f"{len(report.returned)} run(s) marked FAILED earlier are being written again (their process came "
-                   "back); they stay FAILED: " + ", ".join(report.returned))
-    if purge:
-        verb = "Would purge" if dry_run else "Purged"
-        click.echo(f"{verb} deleted runs/experiments" + (f" older than {older_than}" if older_than else "")
-                   + f" ({len(purged)} deleted run(s) found).")
+            all_ids = [e.experiment_id for e in calls.call(store.client.search_experiments, view_type=3)]
+            purged = [r.info.run_id for r in query.search_runs(store, all_ids, run_view_type=2)] if all_ids else []
+            if not dry_run:
+                _mlflow_gc(store.uri, older_than)
+        if as_json:
+            _echo_json({"marked_failed": report.stale, "reasons": {r: report.reasons[r] for r in report.stale},
+                        "returned": report.returned, "skipped": report.skipped, "purged_runs": purged,
+                        "dry_run": dry_run})
+            return
+        verb = "Would mark" if dry_run else "Marked"
+        click.echo(f"{verb} {len(report.stale)} stale RUNNING run(s) FAILED" + (":" if report.stale else "."))
+        for rid in report.stale:
+            click.echo(f"  {rid}: {report.reasons.get(rid, '')}")
+        if report.skipped:
+            click.echo(f"Left {len(report.skipped)} run(s) alone that ended or sent a heartbeat meanwhile: "
+                       + ", ".join(report.skipped))
+        if report.returned:
+            click.echo(f"{len(report.returned)} run(s) marked FAILED earlier are being written again (their process came "
+                       "back); they stay FAILED: " + ", ".join(report.returned))
+        if purge:
+            verb = "Would purge" if dry_run else "Purged"
+            click.echo(f"{verb} deleted runs/experiments" + (f" older than {older_than}" if older_than else "")
+                       + f" ({len(purged)} deleted run(s) found).")
+    finally:  # in-process callers (tests, notebooks) get their budget back
+        if previous is None:
+            os.environ.pop("QRECORDER_RETRY_SECONDS", None)
+        else:
+            os.environ["QRECORDER_RETRY_SECONDS"] = previous
 
 
 def _mlflow_gc(uri: str, older_than: str | None) -> None:
