@@ -73,6 +73,7 @@ def _first_line(exc: BaseException) -> str:
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = os.environ.get("QRECORDER_RETRY_SECONDS")
         os.environ.setdefault("QRECORDER_RETRY_SECONDS", CLI_RETRY_SECONDS)
         try:
             return fn(*args, **kwargs)
@@ -85,6 +86,9 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if err is None:
                 raise
             raise err from exc
+        finally:  # an in-process caller (tests, notebooks) keeps its own budget
+            if previous is None:
+                os.environ.pop("QRECORDER_RETRY_SECONDS", None)
 
     return wrapper
 

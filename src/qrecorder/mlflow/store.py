@@ -160,15 +160,20 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
             location.path.parent.mkdir(parents=True, exist_ok=True)
             from . import sqlite_template
 
-            if sqlite_template.at_known_head(location.path):
-                # Nothing to create or migrate: no need to queue behind other processes' opens.
-                client = client_class(tracking_uri=location.uri)
-            else:
+            client = None
+            if not sqlite_template.at_known_head(location.path):
+                # Only creating (or migrating) the schema queues behind the lock; opening a store
+                # at MLflow's head does not, so many processes do not wait on each other's start-up.
                 with _schema_file_lock(lock_path, location):
                     if not location.path.exists() or location.path.stat().st_size == 0:
                         sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
                     _enable_wal(location.path)
-                    client = client_class(tracking_uri=location.uri)
+                    if not sqlite_template.at_known_head(location.path):
+                        client = client_class(tracking_uri=location.uri)  # MLflow creates/migrates
+            else:
+                _enable_wal(location.path)
+            if client is None:
+                client = client_class(tracking_uri=location.uri)
         except (OSError, sqlite3.Error, MlflowException) as exc:
             mapped = _sqlite_open_error(exc, location)
             if mapped is None:
