@@ -232,9 +232,13 @@ def test_long_value_marker_cannot_read_outside_the_run(R, tmp_path: Path):
     }
     long_value = "L" * 10_000
     with R.start(experiment_name="params"):
-        R.log_params(**forged, real=long_value)
-        R.set_tags(t1=f"x{LONG_VALUE_MARKER}../../../../{outside}]")
+        R.log_params(real=long_value)
         rec = R.get_recorder()
+    # qrecorder refuses such values at the call; forge them straight into the store instead.
+    from mlflow.entities import Param, RunTag
+
+    rec.client.log_batch(rec.id, params=[Param(k, v) for k, v in forged.items()],
+                         tags=[RunTag("t1", f"x{LONG_VALUE_MARKER}../../../../{outside}]")])
     params = rec.list_params()
     for key, value in forged.items():
         assert params[key] == value
