@@ -18,6 +18,7 @@ root of this store. ``QRECORDER_SCHEMA_TEMPLATE=0`` always lets MLflow migrate f
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -52,8 +53,11 @@ def shipped_dump(version: str) -> Path | None:
     return path if path.is_file() else None
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision_of_dump() -> str | None:
-    """The Alembic revision in the dump shipped for the installed MLflow (None: none shipped)."""
+    """The Alembic revision in the dump shipped for the installed MLflow (None: none shipped).
+
+    Read once per process: every store open asks for it."""
     import re
 
     dump = shipped_dump(mlflow_version())
