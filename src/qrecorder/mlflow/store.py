@@ -190,6 +190,12 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
             return client_class(tracking_uri=location.uri)
     if location.kind == "file":
         try:
+            if lock_path is not None and location.path is not None and not (location.path / "0" / "meta.yaml").exists():
+                # MLflow's FileStore writes the default experiment when it opens a new folder and
+                # fails ("Yaml file ... exists") if another process wrote it first: create under the lock.
+                location.path.parent.mkdir(parents=True, exist_ok=True)
+                with _schema_file_lock(lock_path, location):
+                    return client_class(tracking_uri=location.uri)
             return client_class(tracking_uri=location.uri)
         except MlflowException as exc:
             if "MLFLOW_ALLOW_FILE_STORE" in str(exc):
