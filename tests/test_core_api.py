@@ -288,7 +288,7 @@ def test_store_calls_work_while_other_threads_run(R):
 
     from qrecorder import AmbiguousActiveRunError
 
-    started, release = threading.Barrier(3), threading.Event()
+    started, release = threading.Barrier(3, timeout=60), threading.Event()  # a failing thread breaks it, no hang
 
     def work(i: int) -> None:
         with R.start(experiment_name="busy", recorder_name=f"t{i}"):
@@ -308,7 +308,7 @@ def test_store_calls_work_while_other_threads_run(R):
     finally:
         release.set()
         for t in threads:
-            t.join()
+            t.join(60)
 
 
 def test_odd_object_names_and_resumed_long_params(R):
