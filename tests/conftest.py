@@ -38,7 +38,12 @@ def R(sqlite_uri: str) -> Iterator[object]:  # noqa: N802 - the name users know
 
     global_r.set_uri(sqlite_uri)
     yield global_r
-    manager = global_r.exp_manager
+    reset_r(global_r)
+
+
+def reset_r(global_r: object) -> None:
+    """End every run a test left active on ``global_r`` and point it back at the default store."""
+    manager = global_r.exp_manager  # type: ignore[attr-defined]
     for exp in reversed(manager.active_experiments()):
         if exp.active_recorder is not None:
             try:
@@ -46,7 +51,7 @@ def R(sqlite_uri: str) -> Iterator[object]:  # noqa: N802 - the name users know
             except Exception:  # noqa: BLE001 - cleanup only
                 pass
     manager._active.clear()
-    global_r.set_uri(None)
+    global_r.set_uri(None)  # type: ignore[attr-defined]
 
 
 def pg_available() -> bool:

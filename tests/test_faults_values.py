@@ -36,15 +36,9 @@ def R(request: pytest.FixtureRequest, store_dir: Path, monkeypatch: pytest.Monke
     try:
         yield global_r
     finally:
-        manager = global_r.exp_manager
-        for exp in reversed(manager.active_experiments()):
-            if exp.active_recorder is not None:
-                try:
-                    exp.active_recorder.end_run("FINISHED")
-                except Exception:  # noqa: BLE001 - cleanup only
-                    pass
-        manager._active.clear()
-        global_r.set_uri(None)
+        from conftest import reset_r
+
+        reset_r(global_r)
         if cm is not None:
             from qrecorder.mlflow import store as store_mod
 
