@@ -79,18 +79,6 @@ def build_model(cfg: Mapping[str, Any], seed: int | None) -> Any:
     return model
 
 
-def check_classes(cfg: Mapping[str, Any]) -> None:
-    """Resolve every class of the config without building anything (fast validation)."""
-    source, base = cfg.get("_source"), cfg.get("_base_dir")
-    get_class(cfg["task"]["model"], default_module=DEFAULT_MODULES["model"], base_dir=base, source=source,
-              field="task.model")
-    get_class(cfg["task"]["dataset"], default_module=DEFAULT_MODULES["dataset"], base_dir=base, source=source,
-              field="task.dataset")
-    for i, rec in enumerate(cfg["task"]["record"]):
-        get_class(rec, default_module=DEFAULT_MODULES["record"], base_dir=base, source=source,
-                  field=f"task.record[{i}]")
-
-
 def check_config(cfg: Mapping[str, Any]) -> bool:
     """Every check that builds nothing: structure, classes, constructor arguments, segments, and for a
     Qlib config that pyqlib is importable. Returns True for a Qlib config. Raises ConfigError."""
