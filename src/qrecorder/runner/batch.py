@@ -24,7 +24,7 @@ from qrecorder.errors import RunnerError
 from qrecorder.runner.cells import Cell, finished_keys, make_cells, pending
 from qrecorder.runner.discovery import discover
 from qrecorder.runner.executors import Executor, LocalExecutor, RayExecutor
-from qrecorder.runner.messages import CellResult, CellTask
+from qrecorder.runner.messages import CellResult, CellTask, FailureRow, ResultRow
 from qrecorder.runner.progress import ProgressDisplay
 
 
@@ -34,8 +34,8 @@ class BatchResult:
     experiment_name: str
     cells: list[Cell]
     skipped: int
-    results: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    results: list[ResultRow] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     interrupted: bool = False
     wall_seconds: float = 0.0
     summary: Any = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from qrecorder.errors import WorkerProtocolError
 from qrecorder.runner.cells import Cell
@@ -74,6 +74,32 @@ def cell_from_wire(msg: Any) -> Cell:
                 seed=_field(msg, "seed", int, what), repeat=_field(msg, "repeat", int, what),
                 dataset=_field(msg, "dataset", str, what), config_hash=_field(msg, "config_hash", str, what),
                 requirements=_field(msg, "requirements", str, what, optional=True))
+
+
+class ResultRow(TypedDict):
+    """A finished cell in ``BatchResult.results`` (a dict: ``qrec run-all --json`` and callers read it so)."""
+
+    model: str
+    seed: int
+    task_id: str
+    recorder_id: str | None
+    experiment_id: str | None
+    metrics: dict[str, float]
+    wall_seconds: float | None
+    fit_seconds: float | None
+    seconds: float | None
+    pid: int | None
+
+
+class FailureRow(TypedDict):
+    """A failed cell in ``BatchResult.failures`` and ``Summary.failures`` (the reports list them)."""
+
+    model: str
+    seed: int
+    recorder_id: str | None
+    summary: str  # one line: "Type: message"
+    error: str | None  # the traceback, or why the worker is gone
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -180,14 +206,16 @@ class CellResult:
                    wall_seconds=_number(msg, "wall_seconds", what), fit_seconds=_number(msg, "fit_seconds", what),
                    seconds=_number(msg, "seconds", what), pid=_field(msg, "pid", int, what, optional=True))
 
-    def result_row(self, cell: Cell) -> dict[str, Any]:
+    def result_row(self, cell: Cell) -> ResultRow:
         """The row of ``BatchResult.results`` for a finished cell."""
-        return {**asdict(self), "model": cell.model, "seed": cell.seed}
+        return ResultRow(model=cell.model, seed=cell.seed, task_id=self.task_id, recorder_id=self.recorder_id,
+                         experiment_id=self.experiment_id, metrics=dict(self.metrics), wall_seconds=self.wall_seconds,
+                         fit_seconds=self.fit_seconds, seconds=self.seconds, pid=self.pid)
 
-    def failure_row(self, cell: Cell, attempts: int) -> dict[str, Any]:
+    def failure_row(self, cell: Cell, attempts: int) -> FailureRow:
         """The row of ``BatchResult.failures`` (and the reports' failure list) for a failed cell."""
-        return {"model": cell.model, "seed": cell.seed, "recorder_id": self.recorder_id, "summary": self.headline,
-                "error": self.error, "attempts": attempts}
+        return FailureRow(model=cell.model, seed=cell.seed, recorder_id=self.recorder_id, summary=self.headline,
+                          error=self.error, attempts=attempts)
 
 
 WorkerEvent = WorkerReady | CellStarted | CellResult
@@ -216,5 +244,5 @@ def dumps(msg: CellTask | WorkerEvent) -> bytes:
     return (json.dumps(msg.to_wire()) + "\n").encode()
 
 
-__all__ = ["CellResult", "CellStarted", "CellTask", "WorkerEvent", "WorkerReady", "cell_from_wire", "dumps",
+__all__ = ["CellResult", "CellStarted", "CellTask", "FailureRow", "ResultRow", "WorkerEvent", "WorkerReady", "cell_from_wire", "dumps",
            "event_from_wire"]

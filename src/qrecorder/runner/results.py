@@ -31,6 +31,7 @@ import pandas as pd
 
 from qrecorder import tags
 from qrecorder.analysis.stats import compare_to_baseline, holm
+from qrecorder.runner.messages import FailureRow
 
 TABLE_METRICS: list[tuple[str, str]] = [
     ("IC", "IC"), ("ICIR", "ICIR"), ("Rank IC", "Rank IC"), ("Rank ICIR", "Rank ICIR"),
@@ -99,7 +100,7 @@ class Summary:
     table: pd.DataFrame
     baseline: str | None
     runs: pd.DataFrame
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     series: dict[tuple[str, int], dict[str, pd.Series]] = field(default_factory=dict)
     series_missing: list[tuple[str, Any, str]] = field(default_factory=list)
     ui_url: str | None = None
