@@ -8,7 +8,7 @@ import yaml
 from _runner_helpers import LINEAR, config
 
 from qrecorder.workflow import ConfigError, init_instance_by_config, load_config
-from qrecorder.workflow.run import build_dataset, build_model, check_classes
+from qrecorder.workflow.run import build_dataset, build_model, check_config
 
 
 def _write(tmp_path: Path, cfg, name="wf.yaml") -> Path:
@@ -19,7 +19,7 @@ def _write(tmp_path: Path, cfg, name="wf.yaml") -> Path:
 
 def test_good_config_loads_and_builds(tmp_path):
     cfg = load_config(_write(tmp_path, config(LINEAR)))
-    check_classes(cfg)
+    check_config(cfg)
     ds = build_dataset(cfg)
     model = build_model(cfg, seed=3)
     assert type(model).__name__ == "LinearModel" and model.seed == 3  # the seed is injected
@@ -53,14 +53,14 @@ def test_structural_errors(tmp_path, mutate, field, text):
 def test_unknown_class_suggests_and_missing_module(tmp_path):
     cfg = load_config(_write(tmp_path, config({"class": "LGBModle", "module_path": "qrecorder.models"})))
     with pytest.raises(ConfigError) as e:
-        check_classes(cfg)
+        check_config(cfg)
     assert e.value.field == "task.model.class" and "did you mean LGBModel" in str(e.value)
     cfg = load_config(_write(tmp_path, config({"class": "X", "module_path": "no_such_pkg.models"})))
     with pytest.raises(ConfigError, match="task.model.module_path: module 'no_such_pkg.models' not found"):
-        check_classes(cfg)
+        check_config(cfg)
     cfg = load_config(_write(tmp_path, config({"class": "X", "module_path": "missing.py"})))
     with pytest.raises(ConfigError, match="task.model.module_path: module file .*missing.py' not found"):
-        check_classes(cfg)
+        check_config(cfg)
 
 
 def test_constructor_error_and_data_error_name_the_field(tmp_path):

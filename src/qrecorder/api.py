@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import lifecycle
+from . import lifecycle, tags
 from .errors import ExperimentNotFoundError, NoActiveRecorderError, RecorderNotFoundError
 from .recorder import Recorder
 
@@ -263,7 +263,7 @@ def _record_exception(recorder: Recorder | None, exc: BaseException) -> None:
     summary = f"{type(exc).__name__}: {exc}"[:1000]
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     with contextlib.suppress(Exception):
-        recorder.set_tags(**{"qrecorder.exception": summary})
+        recorder.set_tags(**{tags.EXCEPTION: summary})
         recorder.log_text(text, "traceback.txt")
 
 

@@ -109,8 +109,21 @@ class JournalWriteError(LoggingFailedError, OSError):
     They were not accepted: nothing of that call is queued."""
 
 
+class RunnerError(QRecorderError, RuntimeError):
+    """The batch runner cannot go on (bad option, missing optional dependency, a broken worker)."""
+
+
+class WorkerProtocolError(RunnerError):
+    """A runner worker (or the parent) sent a message that does not follow the worker protocol.
+
+    Raised on receipt, naming the message and, in the parent, the worker's log."""
+
+
 class TerminatedBySignal(SystemExit):
     """Raised in the main thread when SIGTERM arrives while a run is active.
+
+    The one qrecorder exception outside ``QRecorderError``: it must not be caught by
+    ``except Exception``.
 
     It is a ``SystemExit`` so that the process still exits (code 128 + signal) after the run
     is marked KILLED and the buffered values are flushed.

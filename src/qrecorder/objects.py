@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import tags
 from .errors import LoadObjectError, SaveObjectError
 from .safe_unpickle import (  # noqa: F401 - re-exported: the documented home of these names
     ALLOW_LIGHTGBM,
@@ -35,8 +36,8 @@ from .safe_unpickle import (  # noqa: F401 - re-exported: the documented home of
 )
 
 PICKLE_PROTOCOL = 5
-CHECKSUM_TAG_PREFIX = "qrecorder.checksum."
-LEGACY_CHECKSUM_TAG_PREFIX = "qrecorder.sha256."
+CHECKSUM_TAG_PREFIX = tags.CHECKSUM_PREFIX
+LEGACY_CHECKSUM_TAG_PREFIX = tags.LEGACY_CHECKSUM_PREFIX
 STAGING_DIR = ".qrecorder-staging"  # beside the run's artifacts/ folder: never listed as an artifact
 _BIG = 1 << 20
 

@@ -21,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tags
+
 ENV_PREFIXES = ("QRECORDER_", "_QLIB_")
 # A name is secret when it contains one of these (case-insensitive). PASS covers PASSWORD,
 # PASSWD and PASSPHRASE; KEY covers API_KEY, ACCESS_KEY, PRIVATE_KEY. Over-redacting a
 # harmless value (``--sort-key date``) is the accepted price of never storing a secret.
 SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
 REDACTED = "***"
-PROCESS_TAG = "qrecorder.process"
+PROCESS_TAG = tags.PROCESS  # kept under this name: mlflow/recorder.py and mlflow/stale.py use it
 _SECRET_RE = "(?:" + "|".join(SECRET_WORDS) + ")"
 # user:password@ in the authority of any URI.
 _URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#@\s]*@")
@@ -180,11 +182,11 @@ def capture_git(cwd: Path | None = None) -> Provenance:
             result.texts[name] = out
     head = _git(("git", "rev-parse", "HEAD"), run_dir)
     if head:
-        result.tags["mlflow.source.git.commit"] = head.strip()
+        result.tags[tags.MLFLOW_GIT_COMMIT] = head.strip()
     branch = _git(("git", "rev-parse", "--abbrev-ref", "HEAD"), run_dir)
     if branch:
-        result.tags["mlflow.source.git.branch"] = branch.strip()
-    result.tags["qrecorder.git.root"] = str(root)
+        result.tags[tags.MLFLOW_GIT_BRANCH] = branch.strip()
+    result.tags[tags.GIT_ROOT] = str(root)
     return result
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import tags as tag_keys  # `tags` is a common local name here
 from . import validation
 from .errors import InvalidValueError, ParamConflictError, RecorderStateError, SaveObjectError
 
@@ -264,7 +265,7 @@ class Recorder:
         if self.id is not None:
             try:
                 tags = {k: v for k, v in self.list_tags().items()
-                        if not k.startswith(("mlflow.", "qrecorder.checksum."))}
+                        if not k.startswith((tag_keys.MLFLOW_PREFIX, tag_keys.CHECKSUM_PREFIX))}
                 parts += [table("params", self.list_params()), table("metrics", self.list_metrics()), table("tags", tags)]
             except Exception as exc:  # noqa: BLE001 - a display must not raise; say why it is short
                 parts.append(f"<p>(could not read the run: {html.escape(f'{type(exc).__name__}: {exc}')})</p>")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from qrecorder.errors import QRecorderError
 
-class DataError(ValueError):
+
+class DataError(QRecorderError, ValueError):
     """A panel is unusable; the message says which file and which column, and what to fix."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qrecorder.runner.cells import T_BATCH, Cell, finished_keys, make_cells, pending
+from qrecorder import tags
+from qrecorder.errors import RunnerError
+from qrecorder.runner.cells import Cell, finished_keys, make_cells, pending
 from qrecorder.runner.discovery import discover
-from qrecorder.runner.executors import LocalExecutor, RayExecutor, RunnerError
+from qrecorder.runner.executors import Executor, LocalExecutor, RayExecutor
+from qrecorder.runner.messages import CellResult, CellTask, FailureRow, ResultRow
 from qrecorder.runner.progress import ProgressDisplay
 
 
@@ -31,8 +34,8 @@ class BatchResult:
     experiment_name: str
     cells: list[Cell]
     skipped: int
-    results: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    results: list[ResultRow] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     interrupted: bool = False
     wall_seconds: float = 0.0
     summary: Any = None
@@ -45,7 +48,7 @@ def _mark_leftovers(experiment_id: str, batch: str, status: str) -> list[str]:
     from qrecorder import R
 
     runs = R.search_records([experiment_id])
-    col = f"tags.{T_BATCH}"
+    col = f"tags.{tags.BATCH}"
     if len(runs) == 0 or col not in runs.columns:
         return []
     stale = runs[(runs[col] == batch) & (runs["status"] == "RUNNING")]
@@ -59,35 +62,29 @@ def _mark_leftovers(experiment_id: str, batch: str, status: str) -> list[str]:
     return ended
 
 
-def _schedule(executor: Any, tasks: deque, by_id: dict[str, dict[str, Any]], retries: int,
+def _schedule(executor: Executor, tasks: deque[CellTask], by_id: dict[str, CellTask], retries: int,
               progress: ProgressDisplay, result: BatchResult) -> None:
     while tasks or executor.busy():
         while tasks and executor.capacity() > 0:
             task = tasks.popleft()
             executor.submit(task)
-            progress.started(task["cell_obj"], task["attempt"])
-        for ev in executor.poll(0.2):
-            if ev.get("event") != "done":
-                continue
-            task = by_id[ev["task_id"]]
-            _finish(ev, task, tasks, by_id, retries, progress, result)
+            progress.started(task.cell, task.attempt)
+        for res in executor.poll(0.2):
+            _finish(res, by_id.pop(res.task_id), tasks, by_id, retries, progress, result)
 
 
-def _finish(ev: dict[str, Any], task: dict[str, Any], tasks: deque, by_id: dict[str, dict[str, Any]], retries: int,
+def _finish(res: CellResult, task: CellTask, tasks: deque[CellTask], by_id: dict[str, CellTask], retries: int,
             progress: ProgressDisplay, result: BatchResult) -> None:
-    cell: Cell = task["cell_obj"]
-    retry = not ev.get("ok") and not ev.get("killed") and task["attempt"] < retries and not result.interrupted
-    progress.finished(cell, ev, retry)
-    if ev.get("ok"):
-        result.results.append({**ev, "model": cell.model, "seed": cell.seed})
+    retry = not res.ok and not res.killed and task.attempt < retries and not result.interrupted
+    progress.finished(task.cell, res, retry)
+    if res.ok:
+        result.results.append(res.result_row(task.cell))
     elif retry:
-        new = {**task, "attempt": task["attempt"] + 1, "task_id": uuid.uuid4().hex}
-        by_id[new["task_id"]] = new
+        new = task.retry()
+        by_id[new.task_id] = new
         tasks.append(new)
-    elif not ev.get("killed"):
-        result.failures.append({"model": cell.model, "seed": cell.seed, "recorder_id": ev.get("recorder_id"),
-                                "summary": ev.get("summary") or str(ev.get("error", "")).strip().splitlines()[-1:],
-                                "error": ev.get("error"), "attempts": task["attempt"] + 1})
+    elif not res.killed:
+        result.failures.append(res.failure_row(task.cell, attempts=task.attempt + 1))
 
 
 def check_configs(configs: list[Any]) -> None:
@@ -175,13 +172,13 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
     batch = uuid.uuid4().hex[:10]
     out = Path(out_dir)
     log_dir = out / "logs" / batch
-    ex: Any
+    ex: Executor
     if executor == "ray":
         ex = RayExecutor(workers, address=ray_address, env={"QRECORDER_URI": uri})
     else:
-        ex = LocalExecutor(workers, log_dir, env={"QRECORDER_URI": uri})
+        ex = local = LocalExecutor(workers, log_dir, env={"QRECORDER_URI": uri})
         if env == "none":
-            ex.prestart(len(cells))
+            local.prestart(len(cells))
     try:
         exp = R.get_exp(experiment_name=experiment_name, create=True)  # create the store/experiment once, here
         done = finished_keys(R.search_records([exp.id])) if resume else set()
@@ -200,16 +197,8 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
         ex.close()  # prestarted workers must not outlive a failed setup
         raise
 
-    tasks: deque = deque()
-    by_id: dict[str, dict[str, Any]] = {}
-    for c in todo:
-        t: dict[str, Any] = {"task_id": uuid.uuid4().hex, "cell": c.to_dict(), "cell_obj": c, "attempt": 0, "batch": batch,
-             "experiment_name": experiment_name, "uri": uri, "python": pythons.get(c.requirements, sys.executable)}
-        by_id[t["task_id"]] = t
-        tasks.append(t)
-    # the executor gets JSON-able tasks; keep the Cell object on our side only
-    _submit = ex.submit
-    ex.submit = lambda task: _submit({k: v for k, v in task.items() if k != "cell_obj"})  # type: ignore[method-assign]
+    tasks = deque(CellTask(c, batch, experiment_name, uri, pythons.get(c.requirements, sys.executable)) for c in todo)
+    by_id = {t.task_id: t for t in tasks}  # tasks without a result yet
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Interrupt()
@@ -223,9 +212,9 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
             except KeyboardInterrupt:
                 result.interrupted = True
                 disp.message("interrupted: stopping workers, marking unfinished runs KILLED ...")
-                for ev in ex.interrupt(grace):
-                    if ev.get("event") == "done" and ev["task_id"] in by_id:
-                        _finish(ev, by_id[ev["task_id"]], tasks, by_id, 0, disp, result)
+                for res in ex.interrupt(grace):
+                    if res.task_id in by_id:
+                        _finish(res, by_id.pop(res.task_id), tasks, by_id, 0, disp, result)
     finally:
         ex.close()
         signal.signal(signal.SIGTERM, old_term)

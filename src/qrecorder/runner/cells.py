@@ -1,4 +1,4 @@
-"""Cells (model x seed), the tags that identify them on recorders, and resume from the store."""
+"""Cells (model x seed) and resume from the store (by the tags of qrecorder.tags that identify a cell)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from qrecorder import tags
 from qrecorder.runner.discovery import ModelConfig
-
-T_MODEL, T_SEED, T_BATCH, T_HASH = "qrecorder.model", "qrecorder.seed", "qrecorder.batch", "qrecorder.config_hash"
-T_KIND, T_ATTEMPT, T_DATASET = "qrecorder.kind", "qrecorder.attempt", "qrecorder.dataset"
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,10 @@ def finished_keys(runs: Any) -> set[tuple[str, int, str]]:
     """(model, seed, config_hash) of FINISHED run recorders in a ``search_records`` frame."""
     if runs is None or len(runs) == 0:
         return set()
-    need = [f"tags.{T_MODEL}", f"tags.{T_SEED}", f"tags.{T_HASH}", "status"]
+    need = [f"tags.{tags.MODEL}", f"tags.{tags.SEED}", f"tags.{tags.CONFIG_HASH}", "status"]
     if any(c not in runs.columns for c in need):
         return set()
-    done = runs[(runs["status"] == "FINISHED") & (runs.get(f"tags.{T_KIND}", "run") == "run")]
+    done = runs[(runs["status"] == "FINISHED") & (runs.get(f"tags.{tags.KIND}", tags.KIND_RUN) == tags.KIND_RUN)]
     return {(str(r[need[0]]), int(r[need[1]]), str(r[need[2]])) for _, r in done.dropna(subset=need[:3]).iterrows()}
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qrecorder.runner.executors import RunnerError
+from qrecorder.errors import RunnerError
 
 
 def requirements_hash(text: str) -> str:

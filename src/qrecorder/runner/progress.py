@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from qrecorder.runner.cells import Cell
+from qrecorder.runner.messages import CellResult
 
 
 class ProgressDisplay:
@@ -72,24 +73,23 @@ class ProgressDisplay:
             self._line(f"start  {cell.model} seed={cell.seed}" + (f" (retry {attempt})" if attempt else ""))
         self._refresh()
 
-    def finished(self, cell: Cell, result: dict[str, Any], will_retry: bool) -> None:
+    def finished(self, cell: Cell, result: CellResult, will_retry: bool) -> None:
         self.running[cell.model] = max(0, self.running[cell.model] - 1)
-        if result.get("ok"):
+        if result.ok:
             self.done[cell.model] += 1
-            ic = (result.get("metrics") or {}).get("IC")
+            ic = result.metrics.get("IC")
             if ic is not None:
                 self.ics[cell.model].append(float(ic))
-            msg = f"done   {cell.model} seed={cell.seed} in {result.get('wall_seconds', 0):.1f}s"
+            msg = f"done   {cell.model} seed={cell.seed} in {result.wall_seconds or 0:.1f}s"
         elif will_retry:
-            msg = f"retry  {cell.model} seed={cell.seed}: {result.get('summary') or result.get('error', '')[-200:]}"
+            msg = f"retry  {cell.model} seed={cell.seed}: {result.headline[-200:]}"
         else:
-            if not result.get("killed"):
+            if not result.killed:
                 self.failed[cell.model] += 1
-            msg = f"{'killed' if result.get('killed') else 'FAILED'} {cell.model} seed={cell.seed}: " \
-                  f"{result.get('summary') or str(result.get('error', ''))[-200:]}"
+            msg = f"{'killed' if result.killed else 'FAILED'} {cell.model} seed={cell.seed}: {result.headline[-200:]}"
         if self.enabled and not self.tty:
             self._line(msg)
-        elif self.live is not None and not result.get("ok"):
+        elif self.live is not None and not result.ok:
             self.live.console.print(msg)
         self._refresh()
 

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qrecorder import tags
 from qrecorder.analysis.stats import compare_to_baseline, holm
-from qrecorder.runner.cells import T_DATASET, T_HASH, T_KIND, T_MODEL, T_SEED
+from qrecorder.runner.messages import FailureRow
 
 TABLE_METRICS: list[tuple[str, str]] = [
     ("IC", "IC"), ("ICIR", "ICIR"), ("Rank IC", "Rank IC"), ("Rank ICIR", "Rank ICIR"),
@@ -64,12 +65,12 @@ def runs_frame(records: pd.DataFrame, experiment_name: str | None = None) -> pd.
     if records is None or len(records) == 0:
         return pd.DataFrame(columns=RUN_COLUMNS + [d for d, _ in TABLE_METRICS])
     df = records[records["status"] == "FINISHED"]
-    df = df[_col(df, f"tags.{T_KIND}").fillna("run") != "summary"]
-    model = _col(df, f"tags.{T_MODEL}").fillna(_col(df, "params.model")).fillna(experiment_name or "unknown")
-    seed = pd.to_numeric(_col(df, f"tags.{T_SEED}").fillna(_col(df, "params.seed")), errors="coerce")
+    df = df[_col(df, f"tags.{tags.KIND}").fillna(tags.KIND_RUN) != tags.KIND_SUMMARY]
+    model = _col(df, f"tags.{tags.MODEL}").fillna(_col(df, "params.model")).fillna(experiment_name or "unknown")
+    seed = pd.to_numeric(_col(df, f"tags.{tags.SEED}").fillna(_col(df, "params.seed")), errors="coerce")
     out = pd.DataFrame({
-        "model": model.astype(str), "dataset": _col(df, f"tags.{T_DATASET}").fillna(""), "seed": seed,
-        "recorder_id": df["run_id"], "config_hash": _col(df, f"tags.{T_HASH}"), "experiment": experiment_name,
+        "model": model.astype(str), "dataset": _col(df, f"tags.{tags.DATASET}").fillna(""), "seed": seed,
+        "recorder_id": df["run_id"], "config_hash": _col(df, f"tags.{tags.CONFIG_HASH}"), "experiment": experiment_name,
         "experiment_id": _col(df, "experiment_id").astype(object),
     }, index=df.index)
     for display, metric in TABLE_METRICS:
@@ -99,7 +100,7 @@ class Summary:
     table: pd.DataFrame
     baseline: str | None
     runs: pd.DataFrame
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     series: dict[tuple[str, int], dict[str, pd.Series]] = field(default_factory=dict)
     series_missing: list[tuple[str, Any, str]] = field(default_factory=list)
     ui_url: str | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from qrecorder.runner.cells import T_BATCH, T_KIND
+from qrecorder import tags as tag_keys  # `tags` is a parameter below
 from qrecorder.runner.report import write_all
 from qrecorder.runner.results import Summary, collect, load_series, runs_frame, summarize
 
@@ -30,9 +30,9 @@ def save_summary_recorder(experiment_name: str, paths: dict[str, Path], summary:
     """A recorder tagged ``qrecorder.kind=summary`` holding every report file as an artifact."""
     from qrecorder import R
 
-    with R.start(experiment_name=experiment_name, recorder_name=f"summary-{(tags or {}).get(T_BATCH, 'compare')}"):
+    with R.start(experiment_name=experiment_name, recorder_name=f"summary-{(tags or {}).get(tag_keys.BATCH, 'compare')}"):
         rec = R.get_recorder()
-        rec.set_tags(**{T_KIND: "summary", **(tags or {})})
+        rec.set_tags(**{tag_keys.KIND: tag_keys.KIND_SUMMARY, **(tags or {})})
         if summary.baseline:
             rec.log_params(baseline=summary.baseline)
         for p in paths.values():
@@ -56,7 +56,7 @@ def summarize_batch(result: Any, configs: Iterable[Any], *, baseline: str | None
     result.summary = summary
     result.paths = write_all(summary, out_dir, title=f"qrec run-all: {result.experiment_name}")
     result.summary_recorder_id = save_summary_recorder(result.experiment_name, result.paths, summary,
-                                                       {T_BATCH: result.batch})
+                                                       {tag_keys.BATCH: result.batch})
     return summary
 
 
@@ -83,5 +83,5 @@ def compare_experiments(experiment_names: list[str], *, baseline: str | None = N
         load_series(summary)
     paths = write_all(summary, out_dir, title=f"qrec compare: {', '.join(experiment_names)}") if out_dir else {}
     if save and paths:
-        save_summary_recorder(experiment_names[0], paths, summary, {T_BATCH: "compare"})
+        save_summary_recorder(experiment_names[0], paths, summary, {tag_keys.BATCH: "compare"})
     return summary, paths

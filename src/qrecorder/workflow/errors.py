@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from qrecorder.errors import QRecorderError
 
-class ConfigError(ValueError):
+
+class ConfigError(QRecorderError, ValueError):
     """A workflow config is wrong. ``source`` is the file (or "<dict>"), ``field`` a dotted path."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from qrecorder import tags as tag_keys  # `tags` is a parameter below
 from qrecorder.workflow.check import iter_specs
 from qrecorder.workflow.errors import ConfigError
 
@@ -229,7 +230,7 @@ def run_qlib_task(
 def _end_abnormally(QR: Any, recorder: Any, exc: BaseException) -> None:
     """Qlib's R.start ends the run FAILED only for ``Exception``; Ctrl-C would leave it RUNNING."""
     try:
-        QR.set_tags(**{"qrecorder.exception": f"{type(exc).__name__}: {exc}"[:5000]})
+        QR.set_tags(**{tag_keys.EXCEPTION: f"{type(exc).__name__}: {exc}"[:5000]})
         _save_traceback(recorder, exc)
     except Exception:  # noqa: BLE001 - recording the failure must not hide it
         pass

@@ -20,11 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from qrecorder import tags as tag_keys  # `tags` is a parameter below
 from qrecorder.workflow.config import DEFAULT_MODULES, config_hash, flatten, load_config, validate_config
 from qrecorder.workflow.errors import ConfigError
 from qrecorder.workflow.instance import accepts_kwarg, fill_placeholder, get_class, init_instance_by_config
-
-TAG_PREFIX = "qrecorder."
 
 
 def set_global_seed(seed: int) -> None:
@@ -80,18 +79,6 @@ def build_model(cfg: Mapping[str, Any], seed: int | None) -> Any:
     return model
 
 
-def check_classes(cfg: Mapping[str, Any]) -> None:
-    """Resolve every class of the config without building anything (fast validation)."""
-    source, base = cfg.get("_source"), cfg.get("_base_dir")
-    get_class(cfg["task"]["model"], default_module=DEFAULT_MODULES["model"], base_dir=base, source=source,
-              field="task.model")
-    get_class(cfg["task"]["dataset"], default_module=DEFAULT_MODULES["dataset"], base_dir=base, source=source,
-              field="task.dataset")
-    for i, rec in enumerate(cfg["task"]["record"]):
-        get_class(rec, default_module=DEFAULT_MODULES["record"], base_dir=base, source=source,
-                  field=f"task.record[{i}]")
-
-
 def check_config(cfg: Mapping[str, Any]) -> bool:
     """Every check that builds nothing: structure, classes, constructor arguments, segments, and for a
     Qlib config that pyqlib is importable. Returns True for a Qlib config. Raises ConfigError."""
@@ -109,10 +96,10 @@ def check_config(cfg: Mapping[str, Any]) -> bool:
 
 
 def _base_tags(cfg: Mapping[str, Any], model_name: str, seed: int | None) -> dict[str, str]:
-    tags = {f"{TAG_PREFIX}model": model_name, f"{TAG_PREFIX}config": str(cfg.get("_source")),
-            f"{TAG_PREFIX}config_hash": config_hash(cfg), f"{TAG_PREFIX}kind": "run"}
+    tags = {tag_keys.MODEL: model_name, tag_keys.CONFIG: str(cfg.get("_source")),
+            tag_keys.CONFIG_HASH: config_hash(cfg), tag_keys.KIND: tag_keys.KIND_RUN}
     if seed is not None:
-        tags[f"{TAG_PREFIX}seed"] = str(seed)
+        tags[tag_keys.SEED] = str(seed)
     return tags
 
 
