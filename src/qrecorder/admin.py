@@ -63,17 +63,23 @@ def _store_failure(exc: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------------- experiments
+def _sqlite_reader() -> Any:
+    """The MLflow-free SQLite reader (the only import of it outside its package)."""
+    from .cli import _quick
+
+    return _quick
+
+
 def quick_experiments(location: Any, include_deleted: bool) -> list[dict[str, Any]] | None:
     """Experiments of a SQLite store read without MLflow (None when the schema is not verified)."""
     if location.kind != "sqlite":
         return None
-    from .cli import _quick
-
-    con = _quick.connect(location.path)
+    reader = _sqlite_reader()
+    con = reader.connect(location.path)
     if con is None:
         return None
     with con:
-        rows = _quick.experiments(con, include_deleted)
+        rows = reader.experiments(con, include_deleted)
     con.close()
     return rows
 
@@ -102,16 +108,15 @@ def quick_runs(location: Any, experiment: str, status: str | None, max_results: 
     None when that path cannot answer (not SQLite, schema not verified, experiment not found)."""
     if location.kind != "sqlite":
         return None
-    from .cli import _quick
-
-    con = _quick.connect(location.path)
+    reader = _sqlite_reader()
+    con = reader.connect(location.path)
     if con is None:
         return None
     try:
-        found = _quick.find_experiment(con, experiment)
+        found = reader.find_experiment(con, experiment)
         if found is None:
             return None
-        rows, total = _quick.runs(con, found[0], status, max_results)
+        rows, total = reader.runs(con, found[0], status, max_results)
         return {"experiment_id": found[0], "experiment_name": found[1], "total": total, "runs": rows}
     finally:
         con.close()
