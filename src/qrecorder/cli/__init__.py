@@ -14,10 +14,15 @@ import click
 # command set grows without touching this file's logic.
 _COMMAND_MODULES = (
     "qrecorder.cli.run_cmds",
-    "qrecorder.cli.store_cmds",
+    "qrecorder.cli.experiments_cmd",
+    "qrecorder.cli.runs_cmd",
+    "qrecorder.cli.show_cmd",
+    "qrecorder.cli.artifacts_cmd",
+    "qrecorder.cli.rm_cmd",
+    "qrecorder.cli.export_cmd",
+    "qrecorder.cli.serve_cmd",
     "qrecorder.cli.recover_cmd",
     "qrecorder.cli.users_cmd",
-    "qrecorder.cli.inspect_cmds",
 )
 
 

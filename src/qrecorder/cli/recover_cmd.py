@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
@@ -31,36 +30,18 @@ def recover_cmd(uri: str | None, as_json: bool, retry_failed: bool) -> None:
 
       qrec recover --uri sqlite:///runs/mlflow.db
     """
-    from pathlib import Path
-
-    from ..mlflow.journal import journal_dir_for
-    from ..mlflow.store import get_store
+    from .. import admin
     from ..uri import configured_uri, resolve_uri
 
-    location = resolve_uri(uri or configured_uri())
-    if retry_failed:
-        folder = Path(journal_dir_for(location.uri, location.kind, location.path))
-        for failed in sorted(folder.glob("*.failed")) if folder.is_dir() else []:
-            failed.rename(failed.with_suffix(".jrnl"))
-    store = get_store(location.uri)  # opening replays already
-    report: Any = store.replay_journals()
-    opened = getattr(store, "_open_report", None)
-    if opened is not None:
-        report.files += opened.files
-        report.values += opened.values
-        report.runs |= opened.runs
-        report.errors.update(opened.errors)
-        report.kept.extend(opened.kept)
-    data = {"files": report.files, "values": report.values, "runs": sorted(report.runs),
-            "errors": report.errors, "kept": report.kept, "journal_dir": str(store.writer.journal_dir)}
+    data = admin.recover(resolve_uri(uri or configured_uri()), retry_failed=retry_failed)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        click.echo(f"Replayed {report.values} value(s) of {len(report.runs)} run(s) from {report.files} journal(s) "
+        click.echo(f"Replayed {data['values']} value(s) of {len(data['runs'])} run(s) from {data['files']} journal(s) "
                    f"in {data['journal_dir']}.")
-        for run_id, message in report.errors.items():
+        for run_id, message in data["errors"].items():
             click.echo(f"  run {run_id}: not written: {message}", err=True)
-        for path in report.kept:
+        for path in data["kept"]:
             click.echo(f"  kept {path}", err=True)
-    if report.errors:
+    if data["errors"]:
         raise SystemExit(1)

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from .common import echo_json
+
 # The experiment `qrec run-all` records to unless told otherwise (run_all_model.py's name), and
 # the one `qrec compare` reads without arguments.
 RUN_ALL_EXPERIMENT = "run_all_model"
@@ -24,14 +26,6 @@ REPORT_FILES = ("table.md", "table.csv", "table.tex", "chart.png", "excess_retur
 def _fail(exc: BaseException) -> None:
     click.echo(f"Error: {exc}", err=True)
     sys.exit(2)
-
-
-def _echo_json(data: object) -> None:
-    import json
-
-    from qrecorder.cli.store_cmds import _jsonable
-
-    click.echo(json.dumps(_jsonable(data), indent=2, default=str))
 
 
 def _records(frame: object) -> list[dict]:
@@ -97,7 +91,7 @@ def run_cmd(config: str, experiment_name: str | None, recorder_name: str | None,
         return
     exp_name = _experiment_name(res["experiment_id"], uri)
     if as_json:
-        _echo_json({"run_id": res["recorder_id"], "experiment_id": res["experiment_id"], "experiment_name": exp_name,
+        echo_json({"run_id": res["recorder_id"], "experiment_id": res["experiment_id"], "experiment_name": exp_name,
                     "status": "FINISHED", "model": res.get("model"), "seed": res.get("seed"),
                     "seconds": res.get("seconds"), "fit_seconds": res.get("fit_seconds"),
                     "metrics": dict(sorted(res["metrics"].items()))})
@@ -294,7 +288,7 @@ def run_all_cmd(args: tuple[str, ...], bench_dir: str | None, times: int | None,
         return
     ran = len(res.cells) - res.skipped
     if as_json:
-        _echo_json({"experiment_name": res.experiment_name, "batch": res.batch, "cells": len(res.cells),
+        echo_json({"experiment_name": res.experiment_name, "batch": res.batch, "cells": len(res.cells),
                     "ran": ran, "resumed": res.skipped, "finished": len(res.results), "failed": len(res.failures),
                     "interrupted": res.interrupted, "wall_seconds": res.wall_seconds,
                     "new_run_ids": [r.get("recorder_id") for r in res.results],
@@ -362,7 +356,7 @@ def compare_cmd(experiment_args: tuple[str, ...], experiments: tuple[str, ...], 
     if summary.table.empty:
         _fail(ValueError(f"no FINISHED runs in {names}"))
     if as_json:
-        _echo_json({"experiments": names, **_summary_json(summary, paths)})
+        echo_json({"experiments": names, **_summary_json(summary, paths)})
         return
     click.echo(markdown(summary))
     if paths:

@@ -13,14 +13,13 @@ from typing import Any
 
 import click
 
-from .store_cmds import CliError, _echo_json, _location, handles_errors, json_option, uri_option
+from .common import CliError, echo_json, handles_errors, json_option, location, manager, uri_option
 
 GRANTABLE = ("READ", "EDIT", "MANAGE")
 
 
 def _server_url(uri: str | None) -> str:
-    location = _location(uri, must_exist=False)
-    url = str(location.uri)
+    url = str(location(uri, must_exist=False).uri)
     if not url.startswith(("http://", "https://")):
         raise CliError(f"qrec users needs a tracking server (--uri http://HOST:PORT), not {url}.")
     return url
@@ -37,9 +36,7 @@ def _experiment_id(url: str, ident: str, create: bool) -> str:
         return ident
     if not create:
         raise CliError(f"No experiment named {ident!r} on {url}. Pass --create to create it first.")
-    from ..mlflow.manager import MLflowExpManager
-
-    return str(MLflowExpManager(url).get_exp(experiment_name=ident, create=True).id)
+    return str(manager(url).get_exp(experiment_name=ident, create=True).id)
 
 
 def _target(url: str, experiment: str | None, all_experiments: bool, create: bool) -> str:
@@ -160,7 +157,7 @@ def list_cmd(experiment: str | None, uri: str | None, as_json: bool) -> None:
         for user in users:
             user["permission"] = "MANAGE" if user["is_admin"] else get_permission(url, str(user["username"]), exp_id)
     if as_json:
-        _echo_json(users)
+        echo_json(users)
         return
     for user in users:
         line = f"{user['username']}" + ("  (admin)" if user["is_admin"] else "")
