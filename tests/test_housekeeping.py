@@ -306,7 +306,7 @@ def test_gc_gives_up_on_a_lock_held_by_a_stopped_process(store, spawn):
         assert res.exit_code == 3, res.output
         assert "Gave up after 2s" in res.output and "write lock" in res.output and run_id in res.output
         assert "Traceback" not in res.output
-        assert took < 8, took
+        assert took < 30, took  # gave up after --timeout 2, not the 120 s default budget (slack for a loaded machine)
         assert run_row(store["db"], run_id)[0] == "RUNNING"
 
         # The real command, as a user runs it: the same message, exit code 3, seconds not minutes.
@@ -317,7 +317,7 @@ def test_gc_gives_up_on_a_lock_held_by_a_stopped_process(store, spawn):
         assert cli.returncode == 3, cli.stderr
         last = cli.stderr.strip().splitlines()[-1]
         assert last.startswith("Error: Gave up after 2s") and "write lock" in last, cli.stderr
-        assert took < 30, took  # ~2 s of waiting plus the interpreter and MLflow import
+        assert took < 90, took  # ~2 s of waiting plus the interpreter and imports; the default budget is 120 s
 
         from qrecorder import R
         from qrecorder.mlflow.stale import GcTimeoutError
