@@ -142,3 +142,30 @@ def test_qlibs_r_stores_into_the_swapped_r_run(swapped: Any, store_dir: Path) ->
     OnlineToolR("swap_trained").reset_online_tag(mine[recs[0].id])  # isinstance(rec, Recorder) in Qlib
     assert OnlineToolR("swap_trained").get_online_tag(mine[recs[0].id]) == OnlineToolR.ONLINE_TAG
     assert not (store_dir / "mlruns").exists()
+
+
+# ---------------------------------------------------------------------- Qlib's R on QlibExpManager
+@pytest.fixture
+def qlib_r(store_dir: Path) -> Iterator[Any]:
+    from test_qlib_inside import init_qlib
+
+    r = init_qlib(store_dir, f"sqlite:///{store_dir / 'mlflow.db'}")
+    yield r
+    manager = r.exp_manager
+    for exp in reversed(manager.active_experiments()):
+        if exp.active_recorder is not None:
+            exp.active_recorder.end_run("FAILED")
+    manager._active.clear()
+
+
+def test_search_records_returns_mlflows_paged_list(qlib_r: Any) -> None:
+    """Qlib's MLflowExpManager returned MlflowClient.search_runs' PagedList (code pages with .token)."""
+    from mlflow.store.entities.paged_list import PagedList
+
+    with qlib_r.start(experiment_name="paged"):
+        qlib_r.log_metrics(ic=0.1)
+        rid = qlib_r.get_recorder().id
+    exp = qlib_r.get_exp(experiment_name="paged", create=False)
+    for runs in (qlib_r.search_records([exp.id]), exp.search_records(max_results=10)):
+        assert isinstance(runs, PagedList) and runs.token is None
+        assert [r.info.run_id for r in runs] == [rid]

@@ -237,7 +237,10 @@ def _search_runs(
     order_by: list[str] | None = None,
     **_ignored: Any,
 ) -> list[Any]:
-    return query.search_runs(store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by)
+    from mlflow.store.entities.paged_list import PagedList
+
+    runs = query.search_runs(store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by)
+    return PagedList(runs, None)  # MlflowClient.search_runs' type: every match is in it, so no next page
 
 
 def _status_and_exception(requested: str) -> tuple[str, BaseException | None]:
