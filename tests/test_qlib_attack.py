@@ -169,3 +169,21 @@ def test_search_records_returns_mlflows_paged_list(qlib_r: Any) -> None:
     for runs in (qlib_r.search_records([exp.id]), exp.search_records(max_results=10)):
         assert isinstance(runs, PagedList) and runs.token is None
         assert [r.info.run_id for r in runs] == [rid]
+
+
+def test_qlib_init_inside_a_swapped_run_still_works(swapped: Any, store_dir: Path) -> None:
+    """Once Qlib's R follows qrecorder's, qlib.init inside a qrecorder run must not raise Qlib's
+    "don't reinitialize while a recorder is active" (that run is not Qlib's)."""
+    import qlib
+    from qlib.utils.exceptions import RecorderInitializationError
+    from qlib.workflow import R as qlib_r
+
+    with swapped.start(experiment_name="reinit"):
+        qlib_r.log_metrics(a=1.0)  # Qlib's R follows qrecorder's now
+        qlib.init(provider_uri=str(store_dir / "qlib_data"), region="cn")  # e.g. a script switching data
+        rid = swapped.get_recorder().id
+    assert swapped.get_recorder(recorder_id=rid, experiment_name="reinit").status == "FINISHED"
+    with swapped.start(experiment_name="reinit"):  # Qlib's R follows again
+        with pytest.raises(RecorderInitializationError):  # Qlib's own rule, for a run of Qlib's R
+            with qlib_r.start(experiment_name="inner"):
+                qlib.init(provider_uri=str(store_dir / "qlib_data"), region="cn")

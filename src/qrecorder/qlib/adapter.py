@@ -211,6 +211,14 @@ class SharedExpManager(QlibExpManager):
         self.shared.default_uri = uri
         self.mirror_uri()
 
+    @property
+    def active_experiment(self) -> Any:
+        """The active experiment if Qlib's ``R`` started it. A run of qrecorder's ``R`` is not
+        Qlib's: ``qlib.init`` inside it re-initialises Qlib as it did before (Qlib refuses to
+        re-initialise only while a run of its own ``R`` is open)."""
+        exp = super().active_experiment
+        return exp if isinstance(exp, QlibExperiment) else None
+
     def mirror_uri(self) -> None:
         _mirror_uri_to_qlib_config(self.shared.default_uri)
 
