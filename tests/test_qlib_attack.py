@@ -187,3 +187,23 @@ def test_qlib_init_inside_a_swapped_run_still_works(swapped: Any, store_dir: Pat
         with pytest.raises(RecorderInitializationError):  # Qlib's own rule, for a run of Qlib's R
             with qlib_r.start(experiment_name="inner"):
                 qlib.init(provider_uri=str(store_dir / "qlib_data"), region="cn")
+
+
+def test_set_uri_after_qlib_init_makes_qlibs_trainers_store_there(swapped: Any, store_dir: Path) -> None:
+    """A swapped script that trains with Qlib's TrainerR before any run of its own: R.set_uri
+    (what the migration guide tells it to call) points Qlib's R at the same store."""
+    from qlib.model.trainer import TrainerR
+
+    other = f"sqlite:///{store_dir / 'other.db'}"
+    swapped.set_uri(other)
+
+    def train(task: dict, experiment_name: str, recorder_name: str | None = None) -> Any:
+        from qlib.workflow import R as qlib_r
+
+        with qlib_r.start(experiment_name=experiment_name, recorder_name=recorder_name):
+            qlib_r.log_params(**task)
+            return qlib_r.get_recorder()
+
+    (rec,) = TrainerR(experiment_name="first", train_func=train).train([{"seed": 1}])
+    assert list(swapped.list_recorders(experiment_name="first")) == [rec.id]
+    assert rec.uri == swapped.get_resolved_uri()

@@ -11,8 +11,11 @@ Qlib's own ``qlib.workflow.R`` and catch Qlib's exception classes:
   (Qlib's class), and ``TrainerR`` / ``OnlineToolR`` test ``isinstance(x, Recorder)`` (Qlib's).
 
 So while Qlib is imported, qrecorder's ``R`` hands out recorders that are Qlib's ``Recorder``
-too (``QlibRunRecorder``), and a run started by qrecorder's ``R`` makes Qlib's ``R`` store
-through the same manager: same store, same active runs (``SharedExpManager``). Nothing here
+too (``QlibRunRecorder``), and a run started by qrecorder's ``R`` (or ``R.set_uri``) makes
+Qlib's ``R`` store through the same manager: same store, same active runs
+(``SharedExpManager``). Qlib's ``R`` used before either (``TrainerR`` as the first thing after
+``qlib.init``) is still Qlib's own; a later ``qlib.init`` makes it Qlib's own again until the
+next run of qrecorder's ``R``. Nothing here
 imports Qlib: without Qlib in the process, qrecorder's classes are used as they are.
 """
 
@@ -44,6 +47,16 @@ class QlibAwareExpManager(MLflowExpManager):
             _undo_qlib_param_limit()  # importing Qlib lowered MLflow's param limit to 1,000
             return QlibFlavouredExperiment
         return MLflowExperiment
+
+    @property
+    def default_uri(self) -> str:
+        return MLflowExpManager.default_uri.fget(self)  # type: ignore[attr-defined]
+
+    @default_uri.setter
+    def default_uri(self, uri: str | None) -> None:
+        MLflowExpManager.default_uri.fset(self, uri)  # type: ignore[attr-defined]
+        if qlib_loaded():  # R.set_uri after qlib.init: Qlib's R (TrainerR, task_train) follows from here
+            attach_qlib_r(self)
 
     def start_exp(self, **kwargs: Any) -> Any:
         exp = super().start_exp(**kwargs)
