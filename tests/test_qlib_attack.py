@@ -207,3 +207,19 @@ def test_set_uri_after_qlib_init_makes_qlibs_trainers_store_there(swapped: Any, 
     (rec,) = TrainerR(experiment_name="first", train_func=train).train([{"seed": 1}])
     assert list(swapped.list_recorders(experiment_name="first")) == [rec.id]
     assert rec.uri == swapped.get_resolved_uri()
+
+
+def test_mlflow_clients_of_recorder_and_manager_see_what_was_logged(qlib_r: Any) -> None:
+    """Qlib users read curves with MLflow's client (Qlib's recorder and manager expose one):
+    in the middle of a run, it must see the values qrecorder's writer still has queued."""
+    with qlib_r.start(experiment_name="client"):
+        for step in range(5):
+            qlib_r.log_metrics(step=step, loss=1.0 / (step + 1))
+        qlib_r.log_params(a=1)
+        rec = qlib_r.get_recorder()
+        assert [m.step for m in rec.client.get_metric_history(rec.id, "loss")] == [0, 1, 2, 3, 4]
+        assert rec.client.get_run(rec.id).data.params["a"] == "1"
+        qlib_r.log_metrics(ic=0.3)
+        exp_id = qlib_r.get_exp().id
+        runs = qlib_r.exp_manager.client.search_runs([exp_id], "metrics.ic > 0.2")
+        assert [r.info.run_id for r in runs] == [rec.id]

@@ -58,6 +58,14 @@ class QlibRunRecorder(MLflowRecorder, _QlibRecorderBase):
 
     async_log = None  # Qlib's MLflowRecorder attribute; qrecorder's batched writer does its job
 
+    @property
+    def client(self) -> Any:
+        """The MlflowClient of this recorder's store (Qlib's ``MLflowRecorder.client``), with
+        every value this process queued written first: ``rec.client.get_metric_history(rec.id,
+        ...)`` in the middle of a run sees what was logged, as with Qlib's recorder."""
+        self._store.sync()
+        return self._store.client
+
     def load_object(self, name: str, unpickler: Any = None, **kwargs: Any) -> Any:
         """Unpickle artifact ``name`` (checksum-verified); Qlib's LoadObjectError on failure."""
         try:
@@ -149,8 +157,11 @@ class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
 
     @property
     def client(self) -> Any:
-        """The MlflowClient of the current store (Qlib's MLflowExpManager.client)."""
-        return self.store().client
+        """The MlflowClient of the current store (Qlib's MLflowExpManager.client); what this
+        process queued is written first, so the client's reads see it."""
+        store = self.store()
+        store.sync()
+        return store.client
 
     # ------------------------------------------------------------------ runs
     def end_exp(self, recorder_status: str = Recorder.STATUS_FI, **kwargs: Any) -> None:
