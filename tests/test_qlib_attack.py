@@ -223,3 +223,17 @@ def test_mlflow_clients_of_recorder_and_manager_see_what_was_logged(qlib_r: Any)
         exp_id = qlib_r.get_exp().id
         runs = qlib_r.exp_manager.client.search_runs([exp_id], "metrics.ic > 0.2")
         assert [r.info.run_id for r in runs] == [rec.id]
+
+
+def test_one_experiment_is_equal_whichever_r_handed_it_out(swapped: Any, store_dir: Path) -> None:
+    from qlib.workflow import R as qlib_r
+
+    from qrecorder.mlflow.experiment import MLflowExperiment
+
+    with swapped.start(experiment_name="same") as exp:
+        assert qlib_r.get_exp() == exp and qlib_r.get_exp(experiment_name="same") == exp
+    plain = MLflowExperiment(exp.id, exp.name, exp.uri)  # what qrecorder's R made before Qlib was imported
+    assert plain == exp and hash(plain) == hash(exp) and len({plain, exp}) == 1
+    with swapped.uri_context(f"sqlite:///{store_dir / 'other.db'}"):
+        elsewhere = swapped.get_exp(experiment_name="same")
+    assert elsewhere.id == exp.id and elsewhere != exp  # the same id in another store is another experiment
