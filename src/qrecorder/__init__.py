@@ -36,11 +36,13 @@ from .errors import (
 from .experiment import Experiment
 from .manager import ExpManager
 from .mlflow.manager import MLflowExpManager
+from .qlib.swap import QlibAwareExpManager
 from .recorder import Recorder
 
 __version__ = "0.1.0"
 
-R = QlibRecorder(MLflowExpManager())
+# MLflow's classes; Qlib-compatible ones once Qlib is imported (see qrecorder.qlib.swap)
+R = QlibRecorder(QlibAwareExpManager())
 
 __all__ = [
     "R",

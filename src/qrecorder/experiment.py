@@ -31,7 +31,10 @@ class Experiment:
         return str({"class": "Experiment", "id": self.id, "name": self.name})
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Experiment) and other.id == self.id and type(other) is type(self)
+        # The same experiment whichever class it was handed out as (qrecorder's R makes
+        # Qlib-compatible objects once Qlib is imported; Qlib's R makes its own): same id, same store.
+        return (isinstance(other, Experiment) and other.id == self.id
+                and getattr(other, "uri", None) == getattr(self, "uri", None))
 
     def __hash__(self) -> int:
         return hash(self.id)

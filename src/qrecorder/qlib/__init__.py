@@ -16,12 +16,20 @@ tools) then goes through qrecorder's batched writer, status rules and object che
 classes subclass both qrecorder's MLflow backend classes and Qlib's abstract ``ExpManager`` /
 ``Experiment`` / ``Recorder``, so Qlib's ``isinstance`` checks hold.
 
-This package imports Qlib; nothing else in qrecorder imports it (``import qrecorder`` stays
-Qlib-free).
+The classes are imported on first use (``qrecorder.qlib.QlibExpManager``), and that imports
+Qlib; ``import qrecorder`` and ``qrecorder.qlib.swap`` (used by qrecorder's own ``R``) do not.
 """
 
 from __future__ import annotations
 
-from .adapter import ExpAlreadyExistError, LoadObjectError, QlibExperiment, QlibExpManager, QlibRunRecorder
+from typing import Any
 
 __all__ = ["QlibExpManager", "QlibExperiment", "QlibRunRecorder", "LoadObjectError", "ExpAlreadyExistError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__ or name in ("ExperimentDeletedError", "SharedExpManager", "QlibFlavouredExperiment"):
+        from . import adapter
+
+        return getattr(adapter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,6 +58,14 @@ class QlibRunRecorder(MLflowRecorder, _QlibRecorderBase):
 
     async_log = None  # Qlib's MLflowRecorder attribute; qrecorder's batched writer does its job
 
+    @property
+    def client(self) -> Any:
+        """The MlflowClient of this recorder's store (Qlib's ``MLflowRecorder.client``), with
+        every value this process queued written first: ``rec.client.get_metric_history(rec.id,
+        ...)`` in the middle of a run sees what was logged, as with Qlib's recorder."""
+        self._store.sync()
+        return self._store.client
+
     def load_object(self, name: str, unpickler: Any = None, **kwargs: Any) -> Any:
         """Unpickle artifact ``name`` (checksum-verified); Qlib's LoadObjectError on failure."""
         try:
@@ -108,6 +116,18 @@ class QlibExperiment(MLflowExperiment, _QlibExperimentBase):
         return (type(self), (self.id, self.name, self.uri))
 
 
+class QlibFlavouredExperiment(MLflowExperiment, _QlibExperimentBase):
+    """What qrecorder's own ``R`` makes experiments as while Qlib is imported (the one-line swap):
+    qrecorder's semantics (``search_records`` a DataFrame, lookups by id checked), but its
+    recorders are Qlib ``Recorder`` s whose ``load_object`` raises Qlib's ``LoadObjectError``,
+    as Qlib's record templates and collectors expect, and both pickle."""
+
+    recorder_class = QlibRunRecorder
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.id, self.name, self.uri))
+
+
 class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
     """qrecorder's experiment manager for ``qlib.init(exp_manager=...)``.
 
@@ -137,8 +157,11 @@ class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
 
     @property
     def client(self) -> Any:
-        """The MlflowClient of the current store (Qlib's MLflowExpManager.client)."""
-        return self.store().client
+        """The MlflowClient of the current store (Qlib's MLflowExpManager.client); what this
+        process queued is written first, so the client's reads see it."""
+        store = self.store()
+        store.sync()
+        return store.client
 
     # ------------------------------------------------------------------ runs
     def end_exp(self, recorder_status: str = Recorder.STATUS_FI, **kwargs: Any) -> None:
@@ -146,6 +169,13 @@ class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
         ended FAILED because of Ctrl-C or SIGTERM ends KILLED, and the exception is kept."""
         status, exc = _status_and_exception(recorder_status)
         exp = self._active.own()
+        recorder = exp.active_recorder if exp is not None else None
+        if recorder is not None and recorder.id is not None and not recorder._is_started():  # type: ignore[attr-defined]
+            # Ended already (qrecorder's exit handler runs before Qlib's atexit R.end_exp): the
+            # status it was given stands.
+            self._active.pop()
+            exp.active_recorder = None  # type: ignore[union-attr]
+            return
         if exc is not None and status != Recorder.STATUS_FI and exp is not None:
             recorder = exp.active_recorder
             if recorder is not None and recorder._is_started():  # type: ignore[attr-defined]
@@ -172,6 +202,51 @@ class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
         return _search_runs(store, [str(e) for e in experiment_ids], **kwargs)
 
 
+class SharedExpManager(QlibExpManager):
+    """Qlib's ``R`` after ``from qrecorder import R``: the manager of qrecorder's ``R`` seen
+    with Qlib's rules. Same default store (``R.set_uri`` on either ``R`` moves both), same
+    per-thread active runs: ``LGBModel.fit`` inside ``with qrecorder.R.start()`` logs into that
+    run, and ``TrainerR`` / ``task_train`` store where qrecorder's ``R`` does."""
+
+    def __init__(self, shared: MLflowExpManager) -> None:
+        QlibExpManager.__init__(self, None, shared._default_exp_name)
+        self.shared = shared
+        self._active = shared._active
+
+    @property
+    def default_uri(self) -> str:
+        return self.shared.default_uri
+
+    @default_uri.setter
+    def default_uri(self, uri: str | None) -> None:
+        self.shared.default_uri = uri
+        self.mirror_uri()
+
+    @property
+    def active_experiment(self) -> Any:
+        """The active experiment if Qlib's ``R`` started it. A run of qrecorder's ``R`` is not
+        Qlib's: ``qlib.init`` inside it re-initialises Qlib as it did before (Qlib refuses to
+        re-initialise only while a run of its own ``R`` is open)."""
+        exp = super().active_experiment
+        return exp if isinstance(exp, QlibExperiment) else None
+
+    def mirror_uri(self) -> None:
+        _mirror_uri_to_qlib_config(self.shared.default_uri)
+
+    def mirror_config(self) -> None:
+        """Point Qlib's config at this store (Qlib's subprocess helpers re-create the manager from it)."""
+        from qlib.config import C
+
+        try:
+            C["exp_manager"] = {
+                "class": "QlibExpManager",
+                "module_path": "qrecorder.qlib",
+                "kwargs": {"uri": self.shared.default_uri, "default_exp_name": self._default_exp_name},
+            }
+        except (AttributeError, KeyError, TypeError):  # pragma: no cover - C not set up
+            pass
+
+
 def _search_runs(
     store: Any,
     experiment_ids: list[str],
@@ -181,7 +256,10 @@ def _search_runs(
     order_by: list[str] | None = None,
     **_ignored: Any,
 ) -> list[Any]:
-    return query.search_runs(store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by)
+    from mlflow.store.entities.paged_list import PagedList
+
+    runs = query.search_runs(store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by)
+    return PagedList(runs, None)  # MlflowClient.search_runs' type: every match is in it, so no next page
 
 
 def _status_and_exception(requested: str) -> tuple[str, BaseException | None]:
@@ -227,4 +305,4 @@ def _mirror_uri_to_qlib_config(uri: str | None) -> None:
 
 
 __all__ = ["QlibExpManager", "QlibExperiment", "QlibRunRecorder", "LoadObjectError", "ExpAlreadyExistError",
-           "ExperimentDeletedError"]
+           "ExperimentDeletedError", "QlibFlavouredExperiment", "SharedExpManager"]
