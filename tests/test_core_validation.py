@@ -26,13 +26,17 @@ def test_invalid_keys(R):
 
 def test_metric_values(R, monkeypatch):
     with R.start(experiment_name="v"):
-        for bad in ("1.0", None, [1.0], True, np.array([1.0, 2.0]), {"a": 1}):
+        for bad in ("1.0", None, [1.0], np.array([1.0, 2.0]), np.array("x"), {"a": 1}):
             with pytest.raises(InvalidValueError):
                 R.log_metrics(m=bad)
         with pytest.raises(InvalidValueError, match="step"):
             R.log_metrics(step="3", m=1.0)
         R.log_metrics(i=np.int64(3), f=np.float32(0.5), z=np.array(2.0), nan=float("nan"), inf=math.inf, ninf=-math.inf)
+        R.log_metrics(yes=True, no=False, np_yes=np.bool_(True))  # 1.0 / 0.0, as MLflow and Qlib's R store them
         rec = R.get_recorder()
+    stored = rec.list_metrics()
+    assert (stored["yes"], stored["no"], stored["np_yes"]) == (1.0, 0.0, 1.0)
+    assert all(type(stored[k]) is float for k in ("yes", "no", "np_yes"))
     monkeypatch.setenv("QRECORDER_NONFINITE", "raise")  # read when a run starts
     with R.start(experiment_name="v", recorder_id=rec.id):
         with pytest.raises(InvalidValueError, match="NaN"):

@@ -80,8 +80,9 @@ def refresh_policy() -> None:
 def check_metric_value(key: str, value: Any, policy: str = "allow") -> float:
     """Coerce a metric value to float; refuse what is not a real number.
 
-    bool is refused (MLflow does too): a True logged as 1.0 is usually a bug. numpy scalars,
-    0-d arrays and Python numbers are accepted.
+    bool and numpy.bool_ are stored as 1.0 / 0.0, as MLflow's log_metric and Qlib's R store them
+    (a script logging ``converged=True`` must run unchanged). numpy scalars, 0-d arrays and
+    Python numbers are accepted.
     """
     cls = value.__class__
     try:
@@ -90,11 +91,11 @@ def check_metric_value(key: str, value: Any, policy: str = "allow") -> float:
         elif cls is int:
             result = float(value)
         else:
-            if isinstance(value, bool) or value is None:
+            if value is None:
                 raise InvalidValueError(f"Metric {key!r} must be a real number, got {value!r}.")
             if isinstance(value, numbers.Real):
                 result = float(value)
-            elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", "") in "iuf":
+            elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", "") in "iufb":
                 result = float(value.item())
             else:
                 raise InvalidValueError(
