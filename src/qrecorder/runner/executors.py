@@ -243,9 +243,12 @@ class RayExecutor:
 
 
 def _ray_run(task: dict[str, Any]) -> dict[str, Any]:
+    import ray
+
     from qrecorder import R
     from qrecorder.runner.worker import run_one
 
+    task = {**task, "ray_node": ray.get_runtime_context().get_node_id()}  # tagged on the run: where it ran
     try:
         with R.uri_context(task["uri"]):  # not os.environ: Ray's local mode runs tasks in the driver
             return run_one(task)

@@ -40,7 +40,7 @@ def run_one(task: dict[str, Any], send: Callable[[dict[str, Any]], None] | None 
             cell["config_path"], experiment_name=task["experiment_name"], seed=cell["seed"], model_name=cell["model"],
             uri=task["uri"], recorder_name=f"{cell['model']}-seed{cell['seed']}-try{task['attempt']}",
             tags={T_BATCH: task["batch"], T_ATTEMPT: task["attempt"], T_DATASET: cell["dataset"],
-                  "qrecorder.python": sys.executable},
+                  "qrecorder.python": sys.executable, **({"qrecorder.ray_node": task["ray_node"]} if "ray_node" in task else {})},
             on_start=on_start,
         )
         return {**base, "ok": True, **res, "wall_seconds": time.perf_counter() - t0}
