@@ -17,6 +17,18 @@ and measures against each, one after the other, from this process:
 - ``qrecorder s/run``: ``with R.start(...)``: log_params, 10 log_metrics, end of run;
 - requests per run (no-auth server, through a counting proxy): the same two runs, plus a
   qrecorder run that saves one object and loads it back twice.
+
+Then the team-mode targets (``--targets-only`` runs just these), on a ``qrec server`` without
+auth on PostgreSQL and on the database directly, each beside MLflow's own client, from a
+folder that is not a git repository (in one, a qrecorder run also uploads its code_* texts):
+
+- per-run overhead: start, 5 params, 5 metrics, end (target through the server <= 40 ms,
+  direct ``postgresql://`` <= 20 ms); qrecorder ``with R.start``, MLflow ``create_run``,
+  5 ``log_param``, 5 ``log_metric``, ``set_terminated``;
+- 10,000 metric values: the logging loop, then the time until all are durable (target <= 1 s
+  after the loop); MLflow with ``synchronous=False`` and waiting for every operation;
+- 16 client processes x 100 runs (``--quick``: x 10) into one experiment at once: the wall
+  time, then the rows counted in PostgreSQL (runs FINISHED, params, metrics: no loss).
 """
 
 from __future__ import annotations
@@ -187,10 +199,203 @@ def requests_per_run(url: str) -> dict[str, dict[str, int]]:
     return out
 
 
+N_PARAMS = N_METRICS = 5
+
+
+def qrec_run_ms(uri: str, runs: int) -> float:
+    """Median ms of one qrecorder run: start, 5 params, 5 metrics, end (durable at the end)."""
+    from qrecorder import R
+
+    R.set_uri(uri)
+    name = f"overhead-qrec-{uuid.uuid4().hex[:6]}"
+    R.get_exp(experiment_name=name)
+    times = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        with R.start(experiment_name=name):
+            R.log_params(**{f"p{k}": i for k in range(N_PARAMS)})
+            R.log_metrics(step=0, **{f"m{k}": k / 10 for k in range(N_METRICS)})
+        times.append(time.perf_counter() - t0)
+    R.set_uri(None)
+    return statistics.median(times[1:]) * 1000  # the first run also opens the store
+
+
+def mlflow_run_ms(uri: str, runs: int) -> float:
+    """Median ms of the same run with MlflowClient (one call per value, as its docs show)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(f"overhead-mlflow-{uuid.uuid4().hex[:6]}")
+    times = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        run_id = client.create_run(exp_id).info.run_id
+        for k in range(N_PARAMS):
+            client.log_param(run_id, f"p{k}", i)
+        for k in range(N_METRICS):
+            client.log_metric(run_id, f"m{k}", k / 10, step=0)
+        client.set_terminated(run_id)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:]) * 1000
+
+
+def qrec_10k(uri: str, n: int = 10_000) -> tuple[float, float]:
+    """(loop s, s until durable after the loop) for n metric values in one qrecorder run."""
+    from qrecorder import R
+
+    R.set_uri(uri)
+    with R.start(experiment_name=f"values-qrec-{uuid.uuid4().hex[:6]}"):
+        rec = R.get_recorder()
+        t0 = time.perf_counter()
+        for step in range(n):
+            R.log_metrics(step=step, loss=1.0 / (step + 1))
+        t1 = time.perf_counter()
+        rec.flush()
+        t2 = time.perf_counter()
+    R.set_uri(None)
+    return t1 - t0, t2 - t1
+
+
+def mlflow_10k(uri: str, n: int = 10_000) -> tuple[float, float]:
+    """The same with MlflowClient's asynchronous logging (synchronous=False), then every operation awaited."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(f"values-mlflow-{uuid.uuid4().hex[:6]}")
+    run_id = client.create_run(exp_id).info.run_id
+    t0 = time.perf_counter()
+    ops = [client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step, synchronous=False) for step in range(n)]
+    t1 = time.perf_counter()
+    for op in ops:
+        op.wait()
+    t2 = time.perf_counter()
+    client.set_terminated(run_id)
+    return t1 - t0, t2 - t1
+
+
+_CLIENT = r"""
+import sys, time, os
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+kind, uri, exp, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if kind == "qrecorder":
+    from qrecorder import R
+    R.set_uri(uri)
+    for i in range(runs):
+        with R.start(experiment_name=exp):
+            R.log_params(**{f"p{k}": i for k in range(5)})
+            R.log_metrics(step=0, **{f"m{k}": k / 10 for k in range(5)})
+else:
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name(exp).experiment_id
+    for i in range(runs):
+        run_id = client.create_run(exp_id).info.run_id
+        for k in range(5):
+            client.log_param(run_id, f"p{k}", i)
+        for k in range(5):
+            client.log_metric(run_id, f"m{k}", k / 10, step=0)
+        client.set_terminated(run_id)
+"""
+
+
+def many_clients(kind: str, url: str, db_uri: str, procs: int, runs: int, cwd: Path) -> dict[str, object]:
+    """``procs`` processes x ``runs`` runs into one new experiment at once; wall time and rows counted after."""
+    import subprocess
+
+    import psycopg2
+
+    exp = f"many-{kind}-{uuid.uuid4().hex[:6]}"
+    if kind == "mlflow":
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=url).create_experiment(exp)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    t0 = time.perf_counter()
+    children = [subprocess.Popen([sys.executable, "-c", _CLIENT, kind, url, exp, str(runs)], cwd=cwd, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(procs)]
+    failures = 0
+    for child in children:
+        _, err = child.communicate(timeout=3600)
+        if child.returncode != 0:
+            failures += 1
+            print(f"  {kind} client failed: {err.decode(errors='replace')[-800:]}", file=sys.stderr)
+    wall = time.perf_counter() - t0
+    con = psycopg2.connect(db_uri)
+    try:
+        cur = con.cursor()
+        cur.execute("SELECT experiment_id FROM experiments WHERE name = %s", (exp,))
+        (exp_id,) = cur.fetchone()
+        cur.execute("SELECT count(*) FROM runs WHERE experiment_id = %s AND status = 'FINISHED'", (exp_id,))
+        finished = cur.fetchone()[0]
+        counts = {}
+        for table in ("params", "metrics"):
+            cur.execute(f"SELECT count(*) FROM {table} t JOIN runs r ON t.run_uuid = r.run_uuid "  # noqa: S608
+                        "WHERE r.experiment_id = %s AND t.key ~ '^[pm][0-9]$'", (exp_id,))
+            counts[table] = cur.fetchone()[0]
+    finally:
+        con.close()
+    expected = procs * runs
+    return {"client": kind, "wall_s": wall, "runs_finished": finished, "params": counts["params"],
+            "metrics": counts["metrics"], "expected_runs": expected, "failed_processes": failures,
+            "lossless": failures == 0 and finished == expected and counts["params"] == expected * N_PARAMS
+            and counts["metrics"] == expected * N_METRICS}
+
+
+def targets(db: str, tmp: Path, workers: int, quick: bool) -> None:
+    """The team-mode targets on one server without auth and on the database directly."""
+    from qrecorder.server import ServerConfig, ServerProcess, free_port
+
+    db_uri = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    runs = 10 if quick else 30
+    work = tmp / "cwd"  # not a git repository: no code_* texts uploaded at each start
+    work.mkdir(exist_ok=True)
+    old_cwd = os.getcwd()
+    os.chdir(work)
+    cfg = ServerConfig(backend_store_uri=db_uri, artifacts_destination=str(tmp / "artifacts-targets"),
+                       port=free_port(), workers=workers)
+    srv = ServerProcess(cfg, log_path=tmp / "server-targets.log").start()
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name, None)
+        q_srv, m_srv = qrec_run_ms(srv.url, runs), mlflow_run_ms(srv.url, runs)
+        rows.append(("per-run overhead, qrec server (ms; target <= 40)", f"{q_srv:.1f}", f"{m_srv:.1f}",
+                     f"{runs} runs, median"))
+        q_db, m_db = qrec_run_ms(db_uri, runs), mlflow_run_ms(db_uri, runs)
+        rows.append(("per-run overhead, postgresql:// (ms; target <= 20)", f"{q_db:.1f}", f"{m_db:.1f}",
+                     f"{runs} runs, median"))
+        cells = []
+        for label, fn in (("qrecorder", qrec_10k), ("mlflow", mlflow_10k)):
+            loop, after = fn(srv.url)
+            print(json.dumps({"10k_values": label, "loop_s": loop, "durable_after_loop_s": after}), flush=True)
+            cells.append(f"{loop:.2f} / {after:.2f}")
+        rows.append(("10,000 values via server: loop / durable after the loop (s; target <= 1 after)", *cells,
+                     "MLflow: synchronous=False"))
+        procs, per = 16, (10 if quick else 100)
+        cells = []
+        for kind in ("qrecorder", "mlflow"):
+            result = many_clients(kind, srv.url, db_uri, procs, per, work)
+            print(json.dumps(result), flush=True)
+            cells.append(f"{result['wall_s']:.1f} s, {'no loss' if result['lossless'] else 'LOSS'}: "
+                         f"{result['runs_finished']}/{result['expected_runs']} FINISHED, {result['params']} params, "
+                         f"{result['metrics']} metrics, {result['failed_processes']} failed processes")
+        rows.append((f"{procs} processes x {per} runs via server: wall time, rows counted", *cells, ""))
+    finally:
+        srv.stop()
+        os.chdir(old_cwd)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nteam-mode targets (server workers: {workers}; load average at the end: {load})\n")
+    print("| measure | qrecorder | MLflow client | note |")
+    print("| --- | ---: | ---: | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and runs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--targets-only", action="store_true", help="only the team-mode targets (no auth servers)")
     args = parser.parse_args()
     n_req, n_runs = (10, 3) if args.quick else (40, 8)
 
@@ -202,6 +407,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-team-"))
     os.environ["QRECORDER_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     results = []
+    if args.targets_only:
+        try:
+            targets(db, tmp, args.workers, args.quick)
+        finally:
+            _pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        return
     try:
         for label, auth, cache in (("no auth", False, None), ("auth (cache 60 s)", True, 60),
                                    ("auth, cache off", True, 0)):
@@ -228,6 +439,7 @@ def main() -> None:
                     counted = requests_per_run(srv.url)
             finally:
                 srv.stop()
+        targets(db, tmp, args.workers, args.quick)
     finally:
         _pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 

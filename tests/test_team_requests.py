@@ -64,20 +64,80 @@ def test_requests_per_run(R, proxy: CountingProxy) -> None:  # noqa: N803
 
 
 def test_object_downloaded_once_per_process(R, proxy: CountingProxy) -> None:  # noqa: N803
+    from qrecorder.mlflow import recorder as recorder_mod
+
     with R.start(experiment_name="counted"):
         R.save_objects(pred={"a": list(range(100))})
         rec = R.get_recorder()
+        proxy.take()
+        # While the run is ours: its tags are known and the uploaded bytes kept, no request at all.
+        assert rec.load_object("pred") == {"a": list(range(100))}
+        assert proxy.take() == {}
+    recorder_mod._DOWNLOADS.clear()  # as in another process: nothing downloaded yet
     proxy.take()
     assert rec.load_object("pred") == {"a": list(range(100))}
     first = proxy.take()
-    assert any(k.startswith("GET /api/2.0/mlflow-artifacts/artifacts/") for k in first), first
+    assert sum(v for k, v in first.items() if k.startswith("GET /api/2.0/mlflow-artifacts/artifacts/")) == 1, first
     assert rec.load_object("pred") == {"a": list(range(100))}
     second = proxy.take()
     assert not any("mlflow-artifacts" in k for k in second), second  # served from the process cache
-    assert sum(second.values()) <= 1, second  # the run's tags (the checksum), nothing else
+    assert second == {"GET /api/2.0/mlflow/runs/get": 1}, second  # the ended run's tags (the checksum)
     # A new save under the same name has a new checksum: downloaded again, the new value.
     with R.start(recorder_id=rec.id, experiment_name="counted", resume=True):
         R.save_objects(pred={"a": "changed"})
+    recorder_mod._DOWNLOADS.clear()
     proxy.take()
     assert rec.load_object("pred") == {"a": "changed"}
     assert any(k.startswith("GET /api/2.0/mlflow-artifacts/artifacts/") for k in proxy.take())
+
+
+LINEAR = REPO / "examples" / "benchmarks" / "Linear" / "workflow_config_linear_synthetic.yaml"
+ARTIFACTS = ("pred.pkl", "label.pkl", "sig_analysis/ic.pkl", "sig_analysis/ric.pkl", "sig_analysis/long_short_r.pkl",
+             "sig_analysis/long_avg_r.pkl", "portfolio_analysis/report_normal_1day.pkl",
+             "portfolio_analysis/positions_normal_1day.pkl", "portfolio_analysis/port_analysis_1day.pkl")
+
+
+def test_workflow_requests(R, proxy: CountingProxy) -> None:  # noqa: N803
+    """The Linear workflow (train, SignalRecord, SigAnaRecord, PortAnaRecord) through the server.
+
+    Each of its 9 artifacts is one upload; around them: get-by-name, runs/create, the batches of
+    values and checksum tags, the end-of-run stale check (runs/get) and runs/update. Nothing is
+    read back from the server while the run is ours: no runs/get for tags, no artifact listing,
+    no logged-models search, no download of an object this process saved.
+    """
+    from qrecorder.mlflow import recorder as recorder_mod
+    from qrecorder.workflow.run import run_task
+
+    R.get_exp(experiment_name="wf")
+    proxy.take()
+    result = run_task(LINEAR, experiment_name="wf")
+    counts = proxy.take()
+    uploads = {k: v for k, v in counts.items() if k.startswith("PUT /api/2.0/mlflow-artifacts/artifacts/")}
+    meta = {k: v for k, v in counts.items() if k not in uploads}
+    run_id = result["recorder_id"]
+    assert sorted(k.split(f"/{run_id}/artifacts/", 1)[1] for k in uploads) == sorted(ARTIFACTS), uploads
+    assert set(uploads.values()) == {1}, uploads
+    assert not any(k.startswith("GET /api/2.0/mlflow-artifacts") for k in counts), counts  # no download, no listing
+    assert "POST /api/2.0/mlflow/logged-models/search" not in counts, counts
+    assert meta.get("GET /api/2.0/mlflow/runs/get", 0) <= 1, meta  # the stale check at the end, nothing else
+    assert meta["POST /api/2.0/mlflow/runs/create"] == 1 and meta["POST /api/2.0/mlflow/runs/update"] == 1, meta
+    # the writer's batches depend on timing (one every 0.2 s while values arrive): leave room
+    assert sum(meta.values()) <= 12, meta
+    assert sum(counts.values()) <= 21, counts
+    rec = R.get_recorder(recorder_id=run_id, experiment_name="wf")
+    assert rec.status == "FINISHED"
+    # the metrics the run reported from its own cache are what the server holds
+    assert rec.list_metrics() == result["metrics"]
+    assert {"IC", "Rank IC", "time.fit_seconds"} <= set(result["metrics"]), result["metrics"]
+    assert rec.list_params()["model"] == "LinearModel"
+
+    # Another process (an empty download cache) reading the run: each object downloaded once.
+    recorder_mod._DOWNLOADS.clear()
+    proxy.take()
+    for _ in range(2):
+        for name in ("pred.pkl", "label.pkl"):
+            assert len(rec.load_object(name)) > 0
+    counts = proxy.take()
+    downloads = {k: v for k, v in counts.items() if k.startswith("GET /api/2.0/mlflow-artifacts/artifacts/")}
+    assert sorted(k.rsplit("/", 1)[1] for k in downloads) == ["label.pkl", "pred.pkl"], counts
+    assert set(downloads.values()) == {1}, counts

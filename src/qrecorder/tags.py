@@ -38,6 +38,7 @@ KIND = "qrecorder.kind"  # "run" for a model run, "summary" for a batch's summar
 BATCH = "qrecorder.batch"  # the run-all batch id ("compare" on a summary made by `qrec compare`)
 ATTEMPT = "qrecorder.attempt"  # 0 for the first try of a cell, 1.. for retries
 DATASET = "qrecorder.dataset"  # the dataset name from the config's file name
+RAY_NODE = "qrecorder.ray_node"  # the Ray node id a --executor ray cell ran on
 PYTHON = "qrecorder.python"  # the interpreter the cell ran in (a model venv's python with --env venv)
 
 KIND_RUN = "run"  # KIND of a model run

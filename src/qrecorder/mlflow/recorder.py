@@ -6,7 +6,9 @@ import contextlib
 import getpass
 import hashlib
 import logging
+import math
 import os
+import posixpath
 import shutil
 import socket
 import sys
@@ -68,6 +70,42 @@ def _remember_download(key: tuple[str, str, str, tuple[str, str]], data: bytes |
             _DOWNLOADS.pop(next(iter(_DOWNLOADS)))  # oldest first
 
 
+class _OwnRun:
+    """What this process knows of a run it started and has not ended: no need to ask the store.
+
+    ``tags`` hold the stored form (a long value as its pointer), updated by our own writes;
+    ``metrics`` the latest value per key by MLflow's rule (None: unknown, a resumed run);
+    ``artifacts`` the paths uploaded here (None: unknown, a resumed run or a local store).
+    """
+
+    __slots__ = ("artifacts", "lock", "metrics", "tags")
+
+    def __init__(self, tags: Mapping[str, str], fresh: bool, remote: bool) -> None:
+        self.tags: dict[str, str] = dict(tags)
+        self.metrics: dict[str, tuple[int, int, float, float]] | None = {} if fresh else None
+        self.artifacts: set[str] | None = set() if fresh and remote else None
+        self.lock = threading.Lock()
+
+    def log_metrics(self, items: list[tuple[str, float]], step: int, timestamp: int) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        from .fastwrite import sanitize
+
+        with self.lock:
+            for key, value in items:
+                stored, is_nan = sanitize(value)
+                best = metrics.get(key)
+                # MLflow's latest value: the largest (step, timestamp, stored value)
+                if best is None or (step, timestamp, stored) > best[:3]:
+                    metrics[key] = (step, timestamp, stored, math.nan if is_nan else stored)
+
+    def add_artifacts(self, paths: list[str]) -> None:
+        if self.artifacts is not None:
+            with self.lock:
+                self.artifacts.update(paths)
+
+
 def _fmt_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
@@ -94,6 +132,8 @@ class MLflowRecorder(Recorder):
         self._owner_pid = os.getpid()
         self._provenance_thread: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
+        self._own: _OwnRun | None = None  # while this process runs it (see _OwnRun)
+        self._artifact_repo: Any = None
         if mlflow_run is not None:
             self._apply_run(mlflow_run)
 
@@ -183,6 +223,9 @@ class MLflowRecorder(Recorder):
             calls.call(client.log_batch, self.id, tags=_run_tags(tags))
             resumed = True
         self._apply_run(run)
+        own = _OwnRun(run.data.tags, fresh=not resumed, remote=self._local_artifact_dir() is None)
+        if resumed:
+            own.tags.update(tags)
         if resumed:
             # Known params, whole (a long value is stored shortened, with its full text aside).
             full = {k: self._expand(k, v, "params") for k, v in run.data.params.items()}
@@ -193,6 +236,7 @@ class MLflowRecorder(Recorder):
             self.start_time = self._now_text()
         self._running_here = True
         self._owner_pid = os.getpid()
+        self._own = own
         lifecycle.register(self)
         self._store.writer.add_heartbeat(self._require_id())
         params = {"cmd-sys.argv": provenance.command_line(), **provenance.env_params()}
@@ -221,6 +265,7 @@ class MLflowRecorder(Recorder):
             # A forked child leaving the parent's `with R.start` block: the run is the parent's.
             self._store.writer.flush(self.id)
             self._running_here = False
+            self._own = None
             return
         run_id = self._require_id() if self._running_here else self.id
         if run_id is None:
@@ -266,6 +311,7 @@ class MLflowRecorder(Recorder):
         finally:
             lifecycle.unregister(self)
             self._running_here = False
+            self._own = None
             self.status = final
         self.end_time = _fmt_ms(end_ms)
         if error is not None:
@@ -274,6 +320,11 @@ class MLflowRecorder(Recorder):
     def _flush(self, timeout: float | None) -> None:
         if self.id is not None:
             self._store.writer.flush(self.id, timeout=timeout)
+
+    def _own_run(self) -> _OwnRun | None:
+        """The run's cached metadata when this process runs it (not in a forked child)."""
+        own = self._own
+        return own if own is not None and self._running_here and self._owner_pid == os.getpid() else None
 
     def _fetch_run(self) -> Run:
         from mlflow.exceptions import MlflowException
@@ -291,17 +342,26 @@ class MLflowRecorder(Recorder):
 
     def _log_metrics(self, items: list[tuple[str, float]], step: int, timestamp: int) -> None:
         self._store.writer.submit(self._require_id(), "m", (items, step, timestamp), len(items))
+        own = self._own
+        if own is not None:
+            own.log_metrics(items, step, timestamp)
 
     def _set_tags(self, items: Mapping[str, str]) -> None:
         run_id = self._require_id()
         stored = [(k, self._shorten(k, v, "tags", MAX_TAG_VALUE_LENGTH)) for k, v in items.items()]
         self._store.writer.submit(run_id, "t", stored, len(stored))
+        own = self._own
+        if own is not None:
+            own.tags.update(stored)
 
     def _delete_tags(self, keys: tuple[str, ...]) -> None:
         run_id = self._require_id()
         self._store.writer.flush(run_id)
         for key in keys:
             calls.call(self.client.delete_tag, run_id, key)
+            own = self._own
+            if own is not None:
+                own.tags.pop(key, None)
 
     def _shorten(self, key: str, value: str, kind: str, limit: int) -> str:
         """Keep a value longer than MLflow's limit whole, as an artifact; store a pointer."""
@@ -335,11 +395,44 @@ class MLflowRecorder(Recorder):
                 Path(tmp).unlink(missing_ok=True)
                 raise
         else:
-            calls.call(self.client.log_text, self._require_id(), text, artifact_file)
+            self._require_id()
+            textdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
+            try:
+                textfile = textdir / posixpath.basename(artifact_file)
+                textfile.write_text(text, encoding="utf-8")
+                self._upload(textfile, posix_parent(artifact_file))
+            finally:
+                shutil.rmtree(textdir, ignore_errors=True)
 
     # ------------------------------------------------------------------ artifacts and objects
+    def _repo(self) -> Any:
+        """The run's artifact repository, made once from the artifact URI we know (MLflow's
+        ``log_artifact``/``download_artifacts`` by run id would first fetch the run again)."""
+        if self._artifact_repo is None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            self._artifact_repo = get_artifact_repository(self.get_artifact_uri(), tracking_uri=self._uri)
+        return self._artifact_repo
+
+    def _upload(self, local: Path, artifact_dir: str | None) -> None:
+        """Upload one file to a remote artifact store (one request through a tracking server)."""
+        calls.call(self._repo().log_artifact, str(local), artifact_dir)
+        own = self._own_run()
+        if own is not None:
+            own.add_artifacts([posixpath.join(artifact_dir or "", local.name)])
+
     def _log_local_path(self, path: Path, artifact_path: str | None) -> None:
         run_id = self._require_id()
+        if self._local_artifact_dir() is None:
+            if path.is_file():
+                self._upload(path, artifact_path)
+                return
+            calls.call(self._repo().log_artifacts, str(path), artifact_path)
+            own = self._own_run()
+            if own is not None:
+                own.add_artifacts([posixpath.join(artifact_path or "", f.relative_to(path).as_posix())
+                                   for f in path.rglob("*") if f.is_file()])
+            return
         if path.is_dir():
             calls.call(self.client.log_artifacts, run_id, str(path), artifact_path)
         else:
@@ -348,23 +441,40 @@ class MLflowRecorder(Recorder):
     def _save_objects(self, objs: Mapping[str, Any], artifact_path: str | None) -> None:
         run_id = self._require_id()
         local = self._local_artifact_dir()
+        if local is None:
+            self._upload_objects(run_id, objs, artifact_path)
+            return
         for name, obj in objs.items():
             rel = f"{artifact_path}/{name}" if artifact_path else name
             # One writer per (run, name) at a time, across threads and (on local stores) processes:
             # the file and its checksum tag then always belong to the same save.
             with _object_lock(run_id, rel, local):
-                if local is not None:
-                    checksum = objects.dump_to_file(obj, local / rel, name, objects.staging_dir_for(local))
-                else:
-                    tmpdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
-                    try:
-                        checksum = objects.dump_to_file(obj, tmpdir / Path(name).name, name)
-                        parent = posix_parent(rel)
-                        calls.call(self.client.log_artifact, run_id, str(tmpdir / Path(name).name), parent)
-                    finally:
-                        shutil.rmtree(tmpdir, ignore_errors=True)
+                checksum = objects.dump_to_file(obj, local / rel, name, objects.staging_dir_for(local))
                 # Written now, not queued: another process may load the object right after this call.
                 self._write_tags_now(run_id, [(objects.checksum_tag(rel), checksum)])
+
+    def _upload_objects(self, run_id: str, objs: Mapping[str, Any], artifact_path: str | None) -> None:
+        """Upload each object (one request each), then write all their checksum tags at once."""
+        rels = {name: f"{artifact_path}/{name}" if artifact_path else name for name in objs}
+        tags: list[tuple[str, str]] = []
+        with contextlib.ExitStack() as held:
+            for rel in sorted(rels.values()):  # a fixed order: two saves never wait on each other
+                held.enter_context(_object_lock(run_id, rel, None))
+            tmpdir = Path(tempfile.mkdtemp(prefix="qrecorder-"))
+            held.callback(shutil.rmtree, tmpdir, True)
+            for name, obj in objs.items():
+                rel = rels[name]
+                tmp = tmpdir / Path(name).name
+                checksum = objects.dump_to_file(obj, tmp, name)
+                self._upload(tmp, posix_parent(rel))
+                if tmp.stat().st_size <= _download_cache_limit() // 4:
+                    # what we uploaded is what a load here would download: keep it
+                    key = (str(self._uri), run_id, rel, objects.parse_checksum(checksum, legacy=False))
+                    _remember_download(key, tmp.read_bytes())
+                tmp.unlink()
+                tags.append((objects.checksum_tag(rel), checksum))
+            # Written before returning, not left queued: another process may load them right away.
+            self._write_tags_now(run_id, tags)
 
     def _write_tags_now(self, run_id: str, tags: list[tuple[str, str]]) -> None:
         from mlflow.entities import RunTag
@@ -372,8 +482,16 @@ class MLflowRecorder(Recorder):
         sink = self._store.sql_sink
         if sink is not None:
             calls.call(sink.log_batch, run_id, [], [], tags)
+        elif self._store.kind == "http":
+            # Through the writer and flushed at once: the values logged since its last batch
+            # go in the same request.
+            self._store.writer.submit(run_id, "t", tags, len(tags))
+            self._store.writer.flush(run_id)
         else:
             calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
+        own = self._own_run()
+        if own is not None:
+            own.tags.update(tags)
 
     def load_object(
         self,
@@ -402,8 +520,15 @@ class MLflowRecorder(Recorder):
             require_checksum = os.environ.get("QRECORDER_REQUIRE_CHECKSUM", "").strip().lower() in ("1", "true", "yes")
         run_id = self._require_id()
         self._store.writer.flush(run_id)
+        own = self._own_run()
+        if own is not None and own.artifacts is not None and rel not in own.artifacts:
+            # A run started here and not ended holds only what was uploaded here: no request.
+            raise LoadObjectError(f"No artifact named {name!r} in recorder {run_id} (nothing was saved under that name).")
         for attempt in (0, 1):
-            checksum = objects.recorded_checksum(self._fetch_run().data.tags, rel)
+            # While the run is ours its tags are known; a mismatch re-reads them (another process
+            # may have saved the same name meanwhile).
+            tags = own.tags if own is not None and attempt == 0 else self._fetch_run().data.tags
+            checksum = objects.recorded_checksum(tags, rel)
             if checksum is None and require_checksum:
                 raise LoadObjectError(
                     f"Artifact {name!r} of recorder {run_id} has no recorded checksum, and require_checksum is on: "
@@ -437,12 +562,13 @@ class MLflowRecorder(Recorder):
                 raise LoadObjectError(f"No artifact named {name!r} in this recorder ({path} does not exist).")
             return objects._read_all(path, name)
         from mlflow.exceptions import MlflowException
+        from requests import RequestException
 
         tmpdir = tempfile.mkdtemp(prefix="qrecorder-")
         try:
             try:
-                path = calls.call(self.client.download_artifacts, run_id, rel, tmpdir)
-            except (MlflowException, OSError) as exc:
+                path = calls.call(self._repo().download_artifacts, rel, tmpdir)
+            except (MlflowException, OSError, RequestException) as exc:
                 raise LoadObjectError(f"No artifact named {name!r} in recorder {run_id}: {exc}") from exc
             return objects._read_all(objects.path_inside(Path(tmpdir), os.path.relpath(path, tmpdir), name), name)
         finally:
@@ -457,6 +583,8 @@ class MLflowRecorder(Recorder):
         run_id = self._require_id()
         if dst_path is not None:
             Path(dst_path).mkdir(parents=True, exist_ok=True)
+        if self._local_artifact_dir() is None:
+            return calls.call(self._repo().download_artifacts, path, dst_path)
         return calls.call(self.client.download_artifacts, run_id, path, dst_path)
 
     # ------------------------------------------------------------------ reads
@@ -466,14 +594,28 @@ class MLflowRecorder(Recorder):
         return self._fetch_run()
 
     def list_metrics(self) -> dict[str, float]:
+        own = self._own_run()
+        if own is not None and own.metrics is not None:
+            self._store.writer.flush(self._require_id())  # durable, and a lost batch is raised here
+            with own.lock:
+                return {k: v[3] for k, v in own.metrics.items()}
         return dict(self._synced_run().data.metrics)
 
     def list_params(self) -> dict[str, str]:
+        if self._own_run() is not None:
+            self._store.writer.flush(self._require_id())
+            with self._params_lock:
+                return dict(self._params)  # every param of the run, whole
         params = dict(self._synced_run().data.params)
         return {k: self._expand(k, v, "params") for k, v in params.items()}
 
     def list_tags(self) -> dict[str, str]:
-        tags = dict(self._synced_run().data.tags)
+        own = self._own_run()
+        if own is not None:
+            self._store.writer.flush(self._require_id())
+            tags = dict(own.tags)
+        else:
+            tags = dict(self._synced_run().data.tags)
         return {k: self._expand(k, v, "tags") for k, v in tags.items()}
 
     def get_metric_history(self, key: str) -> list[tuple[int, float, int]]:

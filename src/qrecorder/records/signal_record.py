@@ -29,8 +29,12 @@ class SignalRecord(RecordTemp):
         if not isinstance(pred, pd.DataFrame) or pred.empty:
             raise ValueError(f"{type(self.model).__name__}.predict returned {type(pred).__name__}; "
                              "expected a non-empty Series/DataFrame indexed by (datetime, instrument)")
-        self.save(**{"pred.pkl": pred})
-        self.save(**{"label.pkl": self.generate_label(self.dataset, self.segment)})
+        try:
+            label = self.generate_label(self.dataset, self.segment)
+        except Exception:
+            self.save(**{"pred.pkl": pred})  # as Qlib: the prediction is kept when the label fails
+            raise
+        self.save(**{"pred.pkl": pred, "label.pkl": label})  # one save: one checksum write to the store
 
     def list(self) -> list[str]:
         return ["pred.pkl", "label.pkl"]

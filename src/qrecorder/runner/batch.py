@@ -174,7 +174,9 @@ def _run_all(bench_dir: str | Path, *, times: int, models: Any, dataset: str, un
     log_dir = out / "logs" / batch
     ex: Executor
     if executor == "ray":
-        ex = RayExecutor(workers, address=ray_address, env={"QRECORDER_URI": uri})
+        # a tracking server's login goes with the cells: a node's workers have the env of its `ray start`
+        login = {k: os.environ[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") if k in os.environ}
+        ex = RayExecutor(workers, address=ray_address, env={"QRECORDER_URI": uri, **login})
     else:
         ex = local = LocalExecutor(workers, log_dir, env={"QRECORDER_URI": uri})
         if env == "none":

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -306,10 +306,12 @@ class RayExecutor:
 
 def _ray_run(task: dict[str, Any]) -> dict[str, Any]:
     """A Ray task: wire dicts in and out (checked like a worker's lines; no qrecorder class is pickled)."""
+    import ray
+
     from qrecorder import R
     from qrecorder.runner.worker import run_one
 
-    cell_task = CellTask.from_wire(task)
+    cell_task = replace(CellTask.from_wire(task), ray_node=ray.get_runtime_context().get_node_id())  # tagged on the run
     try:
         with R.uri_context(cell_task.uri):  # not os.environ: Ray's local mode runs tasks in the driver
             return run_one(cell_task).to_wire()

@@ -113,6 +113,7 @@ class CellTask:
     python: str  # the interpreter to run it with (a model venv's python with --env venv)
     attempt: int = 0  # 0, then 1.. for retries
     task_id: str = field(default_factory=_new_id)  # unique per attempt
+    ray_node: str | None = None  # the Ray node the task runs on (set there; tagged qrecorder.ray_node)
 
     @property
     def recorder_name(self) -> str:
@@ -124,7 +125,8 @@ class CellTask:
 
     def to_wire(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "cell": self.cell.to_dict(), "attempt": self.attempt, "batch": self.batch,
-                "experiment_name": self.experiment_name, "uri": self.uri, "python": self.python}
+                "experiment_name": self.experiment_name, "uri": self.uri, "python": self.python,
+                **({"ray_node": self.ray_node} if self.ray_node is not None else {})}
 
     @classmethod
     def from_wire(cls, msg: Any) -> CellTask:
@@ -135,7 +137,8 @@ class CellTask:
             raise WorkerProtocolError(f"task: field 'attempt' must be >= 0, not {attempt}")
         return cls(cell=cell_from_wire(_field(msg, "cell", dict, what)), batch=_field(msg, "batch", str, what),
                    experiment_name=_field(msg, "experiment_name", str, what), uri=_field(msg, "uri", str, what),
-                   python=_field(msg, "python", str, what), attempt=attempt, task_id=_field(msg, "task_id", str, what))
+                   python=_field(msg, "python", str, what), attempt=attempt, task_id=_field(msg, "task_id", str, what),
+                   ray_node=_field(msg, "ray_node", str, what) if msg.get("ray_node") is not None else None)
 
 
 @dataclass(frozen=True)

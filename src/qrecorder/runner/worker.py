@@ -43,7 +43,7 @@ def run_one(task: CellTask, send: Callable[[WorkerEvent], None] | None = None) -
             cell.config_path, experiment_name=task.experiment_name, seed=cell.seed, model_name=cell.model,
             uri=task.uri, recorder_name=task.recorder_name,
             tags={tags.BATCH: task.batch, tags.ATTEMPT: task.attempt, tags.DATASET: cell.dataset,
-                  tags.PYTHON: sys.executable},
+                  tags.PYTHON: sys.executable, **({tags.RAY_NODE: task.ray_node} if task.ray_node else {})},
             on_start=on_start,
         )
         return CellResult(task.task_id, ok=True, recorder_id=str(res["recorder_id"]),
