@@ -14,7 +14,6 @@ from qrecorder.workflow import ConfigError
 # click exception and two internal control-flow signals of the MLflow backend.
 OUTSIDE = {
     "qrecorder.errors.TerminatedBySignal",
-    "qrecorder.cli.store_cmds.CliError",
     "qrecorder.mlflow.fastread.Unsupported",
     "qrecorder.mlflow.stale._LockTimeout",
 }

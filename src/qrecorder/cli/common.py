@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from .. import admin
+from ..errors import QRecorderError
 
 EXIT_USER = 1
 EXIT_STORE = 3
@@ -29,7 +30,7 @@ CLI_RETRY_SECONDS = "10"
 
 
 # ---------------------------------------------------------------------------------- errors
-class CliError(click.ClickException):
+class CliError(QRecorderError, click.ClickException):
     """A one-line error with an exit code (1 user error, 3 store unreachable/denied)."""
 
     def __init__(self, message: str, code: int = EXIT_USER) -> None:
@@ -43,8 +44,10 @@ class CliError(click.ClickException):
 
 def classify(exc: BaseException) -> CliError | None:
     """Turn qrecorder/MLflow/database errors into a CliError with the right exit code."""
-    from ..errors import AccessDeniedError, QRecorderError, StoreError
+    from ..errors import AccessDeniedError, StoreError
 
+    if isinstance(exc, CliError):
+        return exc
     if isinstance(exc, (AccessDeniedError, StoreError)):
         return CliError(str(exc), EXIT_STORE)
     if isinstance(exc, QRecorderError):
