@@ -22,7 +22,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from qrecorder.mlflow import fastread, query, schema
+from qrecorder.mlflow import query
+from qrecorder.mlflow.sql import guard as schema
+from qrecorder.mlflow.sql import reads as fastread
 from qrecorder.mlflow.store import Store, get_store
 
 N_RUNS = 240

@@ -25,12 +25,17 @@ def search_runs(
     run_view_type: int = ACTIVE_ONLY,
     max_results: int | None = None,
     order_by: Sequence[str] | None = None,
+    *,
+    light: bool = False,
 ) -> list[Run]:
-    """All matching runs (or the first ``max_results``), newest first unless ``order_by``."""
-    store.sync()
-    from . import fastread  # plain SQL on SQLite/PostgreSQL; None: it cannot answer exactly
+    """All matching runs (or the first ``max_results``), newest first unless ``order_by``.
 
-    fast = fastread.search_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by)
+    ``light``: runs read by the direct path may be :class:`.sql.entities.LightRun` (same
+    attributes, MLflow not imported); those from MLflow's API are its entities."""
+    store.sync()
+    from .sql import reads as fastread  # plain SQL on SQLite/PostgreSQL; None: it cannot answer exactly
+
+    fast = fastread.search_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by, light=light)
     if fast is not None:
         return fast
     runs: list[Run] = []
@@ -94,6 +99,38 @@ def runs_to_dataframe(runs: Sequence[Run]) -> pd.DataFrame:
     for col in ("start_time", "end_time"):
         frame[col] = pd.to_datetime(frame[col], unit="ms", utc=True)
     return frame
+
+
+def search_records_frame(
+    store: Store,
+    experiment_ids: list[str],
+    filter_string: str | None = None,
+    run_view_type: int | None = None,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+    **_ignored: Any,
+) -> Any:
+    """Qlib's search_records: a DataFrame with metrics.*, params.*, tags.* columns.
+
+    ``max_results`` above MLflow's 50,000 cap (Qlib asked for 100,000) simply means "all".
+    """
+    from .sql import reads as fastread
+
+    store.sync()
+    frame = fastread.search_frame(
+        store, experiment_ids, filter_string or "", run_view_type or ACTIVE_ONLY, max_results, order_by
+    )
+    if frame is not None:
+        return frame
+    runs = search_runs(
+        store,
+        experiment_ids,
+        filter_string=filter_string or "",
+        run_view_type=run_view_type or ACTIVE_ONLY,
+        max_results=max_results,
+        order_by=order_by,
+    )
+    return runs_to_dataframe(runs)
 
 
 def quote(value: str) -> str:

@@ -159,8 +159,18 @@ class MLflowRecorder(Recorder):
     def _is_started(self) -> bool:
         return self._running_here
 
+    def _create_run_directly(self, tags: dict[str, str]) -> Any:
+        """A new run by SQL on a SQLite store (MLflow's rows, MLflow not imported); None: use MLflow."""
+        db = self._store.direct if self._store.kind == "sqlite" else None
+        if db is None or not self.name:
+            return None
+        from .sql.writes import create_run
+        from .store import _unique_start_ms
+
+        start = _unique_start_ms()
+        return calls.call(create_run, db, str(self.experiment_id), self.name, tags, start)
+
     def _start_run(self) -> Run:
-        client = self.client
         now_s = str(int(time.time()))
         tags = {
             "mlflow.user": _user(self._store.kind),
@@ -173,12 +183,15 @@ class MLflowRecorder(Recorder):
             "qrecorder.heartbeat_interval": f"{heartbeat_interval():g}",
         }
         if self.id is None:
-            run = calls.call(client.create_run, self.experiment_id, run_name=self.name, tags=tags)
+            run = self._create_run_directly(tags)
+            if run is None:
+                run = calls.call(self.client.create_run, self.experiment_id, run_name=self.name, tags=tags)
             resumed = False
         else:
             run = self._fetch_run()
             if run.info.lifecycle_stage == "deleted":
                 raise RecorderNotFoundError(f"Recorder {self.id} is deleted and cannot be resumed.")
+            client = self.client
             calls.call(client.update_run, self.id, status=Recorder.STATUS_R)
             calls.call(client.log_batch, self.id, tags=_run_tags(tags))
             resumed = True
@@ -276,6 +289,11 @@ class MLflowRecorder(Recorder):
             self._store.writer.flush(self.id, timeout=timeout)
 
     def _fetch_run(self) -> Run:
+        from .sql import reads
+
+        fast = reads.get_run(self._store, self._require_id(), light=True)
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
         from mlflow.exceptions import MlflowException
 
         try:
@@ -367,12 +385,12 @@ class MLflowRecorder(Recorder):
                 self._write_tags_now(run_id, [(objects.checksum_tag(rel), checksum)])
 
     def _write_tags_now(self, run_id: str, tags: list[tuple[str, str]]) -> None:
-        from mlflow.entities import RunTag
-
         sink = self._store.sql_sink
         if sink is not None:
             calls.call(sink.log_batch, run_id, [], [], tags)
         else:
+            from mlflow.entities import RunTag
+
             calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
 
     def load_object(

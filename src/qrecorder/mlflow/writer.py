@@ -68,7 +68,7 @@ class BatchWriter:
         self._rec_submitted = 0  # journal records accepted (values' calls, not values)
         self._rec_done = 0  # journal records written to the store (or failed and reported)
         self._rec_base = 0  # records before the journal's last rotation
-        self._sink = sink  # fastwrite.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
+        self._sink = sink  # sql.writes.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
         self.flush_interval = flush_interval if flush_interval is not None else _env_float("QRECORDER_FLUSH_INTERVAL", 0.2)
         self.max_pending = int(max_pending if max_pending is not None else _env_float("QRECORDER_MAX_PENDING", 200_000))
         self._high = min(high_watermark, self.max_pending)

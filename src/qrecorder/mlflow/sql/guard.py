@@ -1,7 +1,7 @@
 """The one guard of every direct SQL path: may qrecorder read and write MLflow's tables itself?
 
-qrecorder's fast paths bypass MLflow's ORM: :mod:`.fastread` (search and get by SELECT),
-:mod:`.fastwrite` (metrics, params, tags and run end by INSERT/UPDATE) and
+qrecorder's fast paths bypass MLflow's ORM: :mod:`.reads` (search and get by SELECT),
+:mod:`.writes` (experiments, runs, metrics, params, tags and run end by INSERT/UPDATE) and
 :mod:`qrecorder.cli._quick` (``qrec experiments`` / ``qrec runs`` on SQLite without importing
 MLflow). They are exact only on schemas they were checked against. This module holds that
 check, once:

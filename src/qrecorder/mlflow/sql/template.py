@@ -5,7 +5,7 @@ release (68 of them for MLflow 3.17): about 3 s before the first run can start. 
 always the same schema for one MLflow version, so qrecorder keeps it:
 
 1. a schema dump shipped with qrecorder for the MLflow version it pins
-   (``schema_sql/mlflow-<version>.sql``, made by ``python -m qrecorder.mlflow.sqlite_template``
+   (``schema_sql/mlflow-<version>.sql``, made by ``python -m qrecorder.mlflow.sql.template``
    from a database MLflow itself created), else
 2. a template database built once per machine and MLflow version by MLflow itself, in
    ``$XDG_CACHE_HOME/qrecorder/schema/`` (``QRECORDER_CACHE_DIR`` overrides).
