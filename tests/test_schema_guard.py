@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from qrecorder.mlflow.sql import quick as _quick
 from qrecorder.mlflow import query
 from qrecorder.mlflow.sql import guard as schema
+from qrecorder.mlflow.sql import quick as _quick
 from qrecorder.mlflow.sql import reads as fastread
 from qrecorder.mlflow.store import Store, get_store
 

@@ -25,10 +25,6 @@ class LightRunInfo:
     artifact_uri: str | None
     run_name: str | None
 
-    @property
-    def run_uuid(self) -> str:
-        return self.run_id
-
 
 @dataclass
 class LightMetric:
