@@ -288,3 +288,15 @@ def test_search_records_cold(tmp_path: Path) -> None:
     )
     n, n2, loss, heavy = eval(_python(code, tmp_path))  # noqa: S307
     assert (n, n2, loss, heavy) == (1, 1, 0.5, [])
+
+
+def test_recorder_times_formatted_as_datetime_does() -> None:
+    import random
+    from datetime import datetime
+
+    from qrecorder.mlflow.recorder import _fmt_ms
+
+    rng = random.Random(7)
+    for ms in [0, 999, 1000, 1_795_988_819_355, 1_795_988_819_999, -1500, *(rng.randrange(0, 4_102_444_800_000) for _ in range(2000))]:
+        assert _fmt_ms(ms) == datetime.fromtimestamp(ms / 1000.0).strftime("%Y-%m-%d %H:%M:%S"), ms
+    assert _fmt_ms(None) is None

@@ -4,7 +4,7 @@ A few hundred runs with varied params, metrics (several steps, NaN, +-inf), tags
 deleted runs, equal start times and several experiments are searched with every supported
 filter and order, on SQLite and on the real PostgreSQL; the fast path's runs (info and data)
 and DataFrames must equal the API path's, in the same order. Unsupported filters, orders,
-schema revisions (refused by qrecorder.mlflow.schema) and stores must make the fast path
+schema revisions (refused by qrecorder.mlflow.sql.guard) and stores must make the fast path
 return None.
 """
 

@@ -1,4 +1,4 @@
-"""The schema guard (qrecorder.mlflow.schema) for the installed MLflow.
+"""The schema guard (qrecorder.mlflow.sql.guard) for the installed MLflow.
 
 Run by ``./run test` and, for every MLflow release of the matrix, by ``./run test-mlflow``:
 
@@ -102,7 +102,7 @@ def _api_search(store: Store, exps: list[str], view: int) -> list[Any]:
 # ------------------------------------------------------------------------------ the table
 def test_installed_release_is_verified() -> None:
     assert MLFLOW_VERSION in schema.HEAD_OF_RELEASE, (
-        f"MLflow {MLFLOW_VERSION} is not in qrecorder.mlflow.schema.VERIFIED: verify it "
+        f"MLflow {MLFLOW_VERSION} is not in qrecorder.mlflow.sql.guard.VERIFIED: verify it "
         "(docs/mlflow-versions.md) and add it"
     )
     assert schema.HEAD_OF_RELEASE[MLFLOW_VERSION] == _migrations_head()

@@ -48,12 +48,10 @@ class MLflowExpManager(ExpManager):
         store = self.store(uri)
         location = _artifact_location(store, name)
         tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML}
-        db = store.direct if store.kind == "sqlite" else None
-        if db is not None and location is not None:
-            from .sql.writes import create_experiment
-
+        sink = store.sql_sink if store.kind == "sqlite" else None
+        if sink is not None and location is not None:
             # The rows MLflow writes, without importing it; a taken name raises ExpAlreadyExistError.
-            exp_id = calls.call(create_experiment, db, name, location, tags)
+            exp_id = calls.call(sink.create_experiment, name, location, tags)
             return self.experiment_class(exp_id, name, store.uri, store=store)
         from mlflow.exceptions import MlflowException
 

@@ -288,11 +288,9 @@ def finish_run(store: Store, run_id: str, status: str, end_ms: int) -> str | Non
     and the update are one statement; on a tracking server they are two calls.
     """
     now = f"{time.time():.0f}"
-    db = store.direct
-    if db is not None:
-        from .sql.writes import finish_run as finish_by_sql
-
-        found = finish_by_sql(db, run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
+    sink = store.sql_sink
+    if sink is not None:
+        found = sink.finish_run(run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
         return None if found is None else returned_message(run_id, found, status)
     from mlflow.entities import RunTag
 

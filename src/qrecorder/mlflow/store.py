@@ -154,7 +154,7 @@ class Store:
         """MLflow's SQLAlchemy engine of a SQL store, else None (opens the client)."""
         if self.kind not in ("sqlite", "postgresql", "mysql", "mssql"):
             return None
-        return getattr(_sql_store(self.client), "engine", None)
+        return _engine_of(self.client)
 
     def sync(self) -> None:
         """Make values this process queued visible to the reads that follow."""
@@ -193,8 +193,10 @@ def get_store(uri: str) -> Store:
     return store
 
 
-def _sql_store(client: Any) -> Any:
-    return client._tracking_client.store
+def _engine_of(client: Any) -> Any | None:
+    from .sql.db import mlflow_engine
+
+    return mlflow_engine(client)
 
 
 class _LazyClient:
@@ -240,7 +242,7 @@ def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowCl
             raise
         raise mapped from exc
     if client is not None:
-        _tune_sqlite_engine(_sql_store(client).engine, location)
+        _tune_sqlite_engine(_engine_of(client), location)
     return client
 
 
@@ -255,7 +257,7 @@ def _open_sqlite_client(location: StoreLocation) -> MlflowClient:
         if mapped is None:
             raise
         raise mapped from exc
-    _tune_sqlite_engine(_sql_store(client).engine, location)
+    _tune_sqlite_engine(_engine_of(client), location)
     return client
 
 
@@ -568,7 +570,7 @@ def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's connections or writer thread."""
     for store in list(_stores.values()):
         client = store._client
-        engine = getattr(_sql_store(client), "engine", None) if client is not None and store.kind != "http" else None
+        engine = _engine_of(client) if client is not None and store.kind != "http" else None
         if engine is not None:
             with contextlib.suppress(Exception):
                 engine.dispose(close=False)

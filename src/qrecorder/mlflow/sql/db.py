@@ -47,6 +47,7 @@ class Database:
     """Direct SQL on one store's database (only made when the guard allows it)."""
 
     dialect: str = ""
+    uri: str = ""  # for messages (no password)
     decision: Decision
 
     @property
@@ -108,6 +109,7 @@ class SqliteDatabase(Database):
 
     def __init__(self, path: Path, decision: Decision, cap_ms: int | None = None) -> None:
         self.path = path
+        self.uri = f"sqlite:///{path}"
         self.decision = decision
         self.cap_ms = cap_ms
         self._local = threading.local()
@@ -163,6 +165,7 @@ class EngineDatabase(Database):
 
     def __init__(self, engine: Any, decision: Decision) -> None:
         self.engine = engine
+        self.uri = engine.url.render_as_string(hide_password=True)
         self.decision = decision
         self.dialect = engine.dialect.name
 
@@ -199,6 +202,17 @@ class EngineDatabase(Database):
             conn.close()
 
 
+def mlflow_engine(client: Any) -> Any | None:
+    """The SQLAlchemy engine of MLflow's SQL tracking store behind ``client`` (None for others).
+
+    The one place that reaches into MLflow's private client structure."""
+    return getattr(mlflow_sql_store(client), "engine", None)
+
+
+def mlflow_sql_store(client: Any) -> Any:
+    return client._tracking_client.store
+
+
 _databases: dict[str, Database | None] = {}
 _lock = threading.Lock()
 
@@ -233,7 +247,7 @@ def _open(store: Store) -> Database | None:
             return db
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        sql_store = store.client._tracking_client.store
+        sql_store = mlflow_sql_store(store.client)
         if type(sql_store) is not SqlAlchemyStore:  # e.g. the workspace-aware store
             return None
         engine = sql_store.engine

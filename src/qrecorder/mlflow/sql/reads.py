@@ -410,6 +410,27 @@ def _children(reader: Database, select: str, selectors: list[tuple[str, list[Any
     return out
 
 
+def _columns(
+    reader: Database, select: str, selectors: list[tuple[str, list[Any]]], index: dict[str, int], fill: Any, metric: bool
+) -> dict[str, list[Any]]:
+    """key -> one value per run (in ``index`` order, ``fill`` where absent), in one pass over
+    the rows (metrics: NaN where ``is_nan``)."""
+    n = len(index)
+    nan = float("nan")
+    cols: dict[str, list[Any]] = {}
+    get_index, get_col = index.get, cols.get
+    for cond, params in selectors:
+        for row in reader.rows(select + cond, params):
+            i = get_index(row[0])
+            if i is None:
+                continue
+            col = get_col(row[1])
+            if col is None:
+                col = cols[row[1]] = [fill] * n
+            col[i] = (nan if row[3] else row[2]) if metric else row[2]
+    return cols
+
+
 def _has_inputs(reader: Database, ids: list[str]) -> bool:
     """True if any of the runs has dataset inputs or logged-model inputs/outputs."""
     if not reader.rows("SELECT 1 FROM inputs LIMIT 1"):
@@ -682,28 +703,14 @@ def search_frame(
             return None
         index = {run_id: i for i, run_id in enumerate(ids)}
         selectors = _selectors(reader, ids) if ids else []
-        metrics = _children(reader, _METRIC_SELECT_SHORT, selectors, index)
-        params = _children(reader, _PARAM_SELECT, selectors, index)
-        tags = _children(reader, _TAG_SELECT, selectors, index)
+        nan = float("nan")  # what np.nan is
+        metrics = _columns(reader, _METRIC_SELECT_SHORT, selectors, index, nan, True)
+        params = _columns(reader, _PARAM_SELECT, selectors, index, None, False)
+        tags = _columns(reader, _TAG_SELECT, selectors, index, None, False)
     except Exception as exc:  # noqa: BLE001
         logger.debug("qrecorder: fast search failed, using MLflow's API: %s", exc)
         return None
-    import numpy as np
     import pandas as pd
-
-    n = len(ids)
-    nan = float("nan")
-
-    def columns(children: Children, fill: Any, is_metric: bool) -> dict[str, list[Any]]:
-        cols: dict[str, list[Any]] = {}
-        for run_id, items in children.items():
-            i = index[run_id]
-            for item in items:
-                col = cols.get(item[0])
-                if col is None:
-                    col = cols[item[0]] = [fill] * n
-                col[i] = (nan if item[2] else item[1]) if is_metric else item[1]
-        return cols
 
     data: dict[str, Any] = {
         "run_id": ids,
@@ -713,11 +720,7 @@ def search_frame(
         "start_time": [r[5] for r in runs],
         "end_time": [r[6] for r in runs],
     }
-    for prefix, cols in (
-        ("metrics.", columns(metrics, np.nan, True)),
-        ("params.", columns(params, None, False)),
-        ("tags.", columns(tags, None, False)),
-    ):
+    for prefix, cols in (("metrics.", metrics), ("params.", params), ("tags.", tags)):
         for key in sorted(cols):
             data[prefix + key] = cols[key]
     frame = pd.DataFrame(data)

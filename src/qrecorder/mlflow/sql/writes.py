@@ -173,6 +173,22 @@ class SqlBatchSink:
         with self.db.transaction() as tx:
             check_active(tx, run_id)
 
+    # Bound methods, so that an error names the call and the database ("create_run on the
+    # SQLite database /x/mlflow.db: ...", see calls.describe_target).
+    def create_experiment(self, name: str, artifact_location: str, tags: dict[str, str]) -> str:
+        self._check_file()
+        return create_experiment(self.db, name, artifact_location, tags)
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int) -> Any:
+        self._check_file()
+        return create_run(self.db, experiment_id, run_name, tags, start_time)
+
+    def finish_run(
+        self, run_id: str, status: str, end_ms: int, stale_tag: str, returned: list[tuple[str, str]]
+    ) -> dict[str, str] | None:
+        self._check_file()
+        return finish_run(self.db, run_id, status, end_ms, stale_tag, returned)
+
 
 def check_active(tx: Any, run_id: str) -> None:
     row = tx.execute("SELECT lifecycle_stage FROM runs WHERE run_uuid = :r", {"r": run_id}).fetchone()
