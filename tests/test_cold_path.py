@@ -300,3 +300,11 @@ def test_recorder_times_formatted_as_datetime_does() -> None:
     for ms in [0, 999, 1000, 1_795_988_819_355, 1_795_988_819_999, -1500, *(rng.randrange(0, 4_102_444_800_000) for _ in range(2000))]:
         assert _fmt_ms(ms) == datetime.fromtimestamp(ms / 1000.0).strftime("%Y-%m-%d %H:%M:%S"), ms
     assert _fmt_ms(None) is None
+
+
+def test_mlflow_version_read_without_metadata_scan_matches_metadata() -> None:
+    from importlib import metadata
+
+    from qrecorder.mlflow.sql import guard
+
+    assert guard._version_from_source() == metadata.version("mlflow") == guard.installed_mlflow_version()

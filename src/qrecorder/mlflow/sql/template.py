@@ -19,7 +19,6 @@ root of this store. ``QRECORDER_SCHEMA_TEMPLATE=0`` always lets MLflow migrate f
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 import os
 import shutil
@@ -37,7 +36,15 @@ def enabled() -> bool:
 
 
 def mlflow_version() -> str:
-    return importlib.metadata.version("mlflow")
+    """The installed MLflow's version (read once, without importing MLflow)."""
+    from .guard import installed_mlflow_version
+
+    version = installed_mlflow_version()
+    if version is None:
+        import importlib.metadata
+
+        return importlib.metadata.version("mlflow")  # raises PackageNotFoundError: MLflow is not installed
+    return version
 
 
 def _cache_dir() -> Path:
