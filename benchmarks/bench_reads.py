@@ -36,7 +36,7 @@ def main() -> None:
     print(f"store: {path} ({n} runs; built/cached in {time.perf_counter() - t0:.1f}s)")
 
     from qrecorder import R
-    from qrecorder.mlflow import fastread
+    from qrecorder.mlflow.sql import reads as fastread
     from qrecorder.mlflow.store import get_store
 
     uri = "sqlite:///" + str(path)

@@ -14,7 +14,7 @@ from qrecorder.workflow import ConfigError
 # click exception and two internal control-flow signals of the MLflow backend.
 OUTSIDE = {
     "qrecorder.errors.TerminatedBySignal",
-    "qrecorder.mlflow.fastread.Unsupported",
+    "qrecorder.mlflow.sql.reads.Unsupported",
     "qrecorder.mlflow.stale._LockTimeout",
 }
 OPTIONAL = ("qrecorder.qlib",)  # needs pyqlib

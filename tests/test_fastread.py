@@ -4,7 +4,7 @@ A few hundred runs with varied params, metrics (several steps, NaN, +-inf), tags
 deleted runs, equal start times and several experiments are searched with every supported
 filter and order, on SQLite and on the real PostgreSQL; the fast path's runs (info and data)
 and DataFrames must equal the API path's, in the same order. Unsupported filters, orders,
-schema revisions (refused by qrecorder.mlflow.schema) and stores must make the fast path
+schema revisions (refused by qrecorder.mlflow.sql.guard) and stores must make the fast path
 return None.
 """
 
@@ -22,7 +22,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from qrecorder.mlflow import fastread, query, schema
+from qrecorder.mlflow import query
+from qrecorder.mlflow.sql import guard as schema
+from qrecorder.mlflow.sql import reads as fastread
 from qrecorder.mlflow.store import Store, get_store
 
 N_RUNS = 240
@@ -463,3 +465,24 @@ def test_lazy_runs_pickle_and_recorders(sqlite_store: tuple[Store, dict[str, Any
     assert [r.info for r in recorders] == [r.info for r in slow]
     nameless = [r for r in recorders if r.id == info["ids"][4]]
     assert nameless and nameless[0].name == "name-4"
+
+
+def test_frames_survive_uninitialised_memory(populated: tuple[Store, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """pandas < 3 rounds np.empty's leftovers for NaN end times (running runs) under
+    errstate(over="raise"): leftovers of ±1.8e308 (MLflow's ±inf metrics) raised
+    FloatingPointError (pandas issue 58419). Both paths must give the frame anyway."""
+    import numpy as np
+
+    store, info = populated
+    real_empty = np.empty
+
+    def empty(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
+        out = real_empty(shape, dtype, *args, **kwargs)
+        if out.dtype.kind == "f":
+            out.fill(1.7976931348623157e308)
+        return out
+
+    monkeypatch.setattr(np, "empty", empty)
+    fast = fastread.search_frame(store, info["exps"], run_view_type=3)
+    assert fast is not None and fast["end_time"].isna().any() and fast["end_time"].notna().any()
+    pdt.assert_frame_equal(fast, api_frame(store, info["exps"], run_view_type=3))

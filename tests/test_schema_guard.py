@@ -1,4 +1,4 @@
-"""The schema guard (qrecorder.mlflow.schema) for the installed MLflow.
+"""The schema guard (qrecorder.mlflow.sql.guard) for the installed MLflow.
 
 Run by ``./run test` and, for every MLflow release of the matrix, by ``./run test-mlflow``:
 
@@ -25,8 +25,10 @@ from typing import Any
 
 import pytest
 
-from qrecorder.cli import _quick
-from qrecorder.mlflow import fastread, query, schema
+from qrecorder.mlflow import query
+from qrecorder.mlflow.sql import guard as schema
+from qrecorder.mlflow.sql import quick as _quick
+from qrecorder.mlflow.sql import reads as fastread
 from qrecorder.mlflow.store import Store, get_store
 
 MLFLOW_VERSION = metadata.version("mlflow")
@@ -100,7 +102,7 @@ def _api_search(store: Store, exps: list[str], view: int) -> list[Any]:
 # ------------------------------------------------------------------------------ the table
 def test_installed_release_is_verified() -> None:
     assert MLFLOW_VERSION in schema.HEAD_OF_RELEASE, (
-        f"MLflow {MLFLOW_VERSION} is not in qrecorder.mlflow.schema.VERIFIED: verify it "
+        f"MLflow {MLFLOW_VERSION} is not in qrecorder.mlflow.sql.guard.VERIFIED: verify it "
         "(docs/mlflow-versions.md) and add it"
     )
     assert schema.HEAD_OF_RELEASE[MLFLOW_VERSION] == _migrations_head()
@@ -234,6 +236,7 @@ def db_copy(tmp_path: Path) -> Path:
     store = get_store(f"sqlite:///{src}")
     store.client.create_experiment("x", artifact_location=(tmp_path / "x").as_uri())
     store.engine.dispose()
+    fastread.forget(store.uri)  # closes the direct connection too: the last close moves the WAL into the file
     dst = tmp_path / "copy.db"
     shutil.copy(src, dst)
     schema.forget()
@@ -306,9 +309,9 @@ def test_refused_engine_falls_back_to_api(sqlite_store: Store, monkeypatch: pyte
     assert not decision.allowed and decision.revision == revision
     assert fastread.reader_for(sqlite_store) is None
     assert fastread.search_runs(sqlite_store, exps) is None
-    from qrecorder.mlflow.fastwrite import SqlBatchSink
+    from qrecorder.mlflow.sql.writes import SqlBatchSink
 
-    assert SqlBatchSink.for_engine(sqlite_store.engine) is None  # the writer uses log_batch
+    assert SqlBatchSink.for_database(fastread.reader_for(sqlite_store)) is None  # the writer uses log_batch
     assert [_key(r) for r in query.search_runs(sqlite_store, exps)] == [
         _key(r) for r in _api_search(sqlite_store, exps, 1)
     ]

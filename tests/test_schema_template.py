@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qrecorder.mlflow import sqlite_template
+from qrecorder.mlflow.sql import template as sqlite_template
 
 
 def _schema(path: Path) -> tuple[set[tuple[str, str]], list[tuple]]:

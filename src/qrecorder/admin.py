@@ -65,9 +65,9 @@ def _store_failure(exc: BaseException) -> bool:
 # ---------------------------------------------------------------------------------- experiments
 def _sqlite_reader() -> Any:
     """The MLflow-free SQLite reader (the only import of it outside its package)."""
-    from .cli import _quick
+    from .mlflow.sql import quick
 
-    return _quick
+    return quick
 
 
 def quick_experiments(location: Any, include_deleted: bool) -> list[dict[str, Any]] | None:

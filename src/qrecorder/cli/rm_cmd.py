@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .. import admin
+from .. import tags as tagnames
 from .common import (
     CLI_RETRY_SECONDS,
     CliError,
@@ -88,11 +89,11 @@ def _refuse_live(mgr: Any, targets: tuple[str, ...], is_experiment: bool, grace:
     for where, run in live[:10]:
         tags = run["tags"]
         try:
-            age = f"{now - float(tags.get('qrecorder.heartbeat', 'nan')):.0f}s ago"
+            age = f"{now - float(tags.get(tagnames.HEARTBEAT, 'nan')):.0f}s ago"
         except ValueError:
             age = "?"
         lines.append(f"{run['run_id']} ({run['name'] or '-'}{', ' + where if where else ''}; host "
-                     f"{tags.get('qrecorder.host', '?')}, pid {tags.get('qrecorder.pid', '?')}, last heartbeat {age})")
+                     f"{tags.get(tagnames.HOST, '?')}, pid {tags.get(tagnames.PID, '?')}, last heartbeat {age})")
     more = f" and {len(live) - 10} more" if len(live) > 10 else ""
     raise CliError(
         f"Refusing to delete: {len(live)} RUNNING run(s) are still being written (fresh heartbeat): "

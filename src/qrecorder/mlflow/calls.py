@@ -135,6 +135,8 @@ def describe_target(what: Any) -> str:
     if owner is not None:
         tracking = getattr(owner, "_tracking_client", None)
         uri = getattr(tracking, "tracking_uri", None)
+        if uri is None and getattr(owner, "db", None) is not None:  # sql.writes.SqlBatchSink
+            uri = getattr(owner.db, "uri", None)
         if uri is None and getattr(owner, "engine", None) is not None:
             uri = owner.engine.url.render_as_string(hide_password=True)
         if uri is None:

@@ -57,6 +57,7 @@ class MLflowExperiment(Experiment):
             filter_string=f"attributes.run_name = {query.quote(recorder_name)}",
             max_results=1,
             order_by=["attributes.start_time DESC"],
+            light=True,
         )
         if not runs:
             raise RecorderNotFoundError(f"No recorder named {recorder_name!r} in experiment {self.name!r} (id {self.id}).")
@@ -94,7 +95,7 @@ class MLflowExperiment(Experiment):
         if status is not None:
             clause = f"attributes.status = '{status}'"
             flt = f"{flt} and {clause}" if flt else clause
-        runs = query.search_runs(self._store, [self.id], filter_string=flt, max_results=max_results)
+        runs = query.search_runs(self._store, [self.id], filter_string=flt, max_results=max_results, light=True)
         recorders: list[Recorder] = [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
         if rtype == Experiment.RT_L:
             return recorders
@@ -102,9 +103,7 @@ class MLflowExperiment(Experiment):
 
     def search_records(self, **kwargs: Any) -> Any:
         """A DataFrame of this experiment's runs (see ``R.search_records``)."""
-        from .manager import search_records_frame
-
-        return search_records_frame(self._store, [self.id], **kwargs)
+        return query.search_records_frame(self._store, [self.id], **kwargs)
 
     def delete_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> None:
         if recorder_id is None:
@@ -115,12 +114,17 @@ class MLflowExperiment(Experiment):
 
 
 def _recorder_by_id(store: Store, recorder_id: str, recorder_class: type[MLflowRecorder] = MLflowRecorder) -> MLflowRecorder:
-    from mlflow.exceptions import MlflowException
+    from .sql import reads
 
-    try:
-        run = calls.call(store.client.get_run, str(recorder_id))
-    except MlflowException as exc:
-        raise RecorderNotFoundError(f"No recorder with id {recorder_id!r} in {store.uri}.") from exc
+    store.sync()
+    run = reads.get_run(store, str(recorder_id), light=True)
+    if run is None:  # not there, or not for the direct path: MLflow's answer (or error)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = calls.call(store.client.get_run, str(recorder_id))
+        except MlflowException as exc:
+            raise RecorderNotFoundError(f"No recorder with id {recorder_id!r} in {store.uri}.") from exc
     if run.info.lifecycle_stage == "deleted":
         raise RecorderNotFoundError(f"Recorder {recorder_id} is deleted.")
     return recorder_class(run.info.experiment_id, store.uri, mlflow_run=run, store=store)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import tags as tagnames
+
 logger = logging.getLogger("qrecorder")
 
 _HEADER = struct.Struct("<II")
@@ -306,7 +308,7 @@ def well_formed(record: tuple[Any, ...]) -> bool:
         key, value = item
         if key.__class__ is not str or len(key) > MAX_KEY_LENGTH or not _KEY_RE.fullmatch(key):
             return False
-        if key.startswith(("qrecorder.checksum.", "qrecorder.sha256.")):
+        if key.startswith((tagnames.CHECKSUM_PREFIX, tagnames.LEGACY_CHECKSUM_PREFIX)):
             return False
         if kind == "m":
             if value.__class__ not in (float, int):

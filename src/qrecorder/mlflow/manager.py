@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import tags as tagnames
 from ..errors import (
     ExpAlreadyExistError,
     ExperimentDeletedError,
@@ -18,12 +19,13 @@ from ..errors import (
 from ..experiment import Experiment
 from ..manager import ExpManager
 from ..validation import check_names
-from . import calls, query
+from . import calls
 from .experiment import MLflowExperiment, _recorder_by_id
+from .query import search_records_frame
 from .recorder import MLflowRecorder
 from .store import Store, get_store
 
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to choose an experiment's landing view
+EXPERIMENT_KIND_TAG = tagnames.MLFLOW_EXPERIMENT_KIND
 EXPERIMENT_KIND_ML = "custom_model_development"
 
 
@@ -40,21 +42,26 @@ class MLflowExpManager(ExpManager):
         return get_store(uri or self.resolved_uri)
 
     def create_exp(self, experiment_name: str | None = None, uri: str | None = None) -> MLflowExperiment:
-        from mlflow.exceptions import MlflowException
-
         name = experiment_name or self._default_exp_name
         if not name:
             raise ValueError("An experiment needs a name.")
         check_names(experiment_name=name)  # length and text the store can hold, before any write
         store = self.store(uri)
         location = _artifact_location(store, name)
+        tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML}
+        sink = store.sql_sink if store.kind == "sqlite" else None
+        if sink is not None and location is not None:
+            # The rows MLflow writes, without importing it; a taken name raises ExpAlreadyExistError.
+            exp_id = calls.call(sink.create_experiment, name, location, tags)
+            return self.experiment_class(exp_id, name, store.uri, store=store)
+        from mlflow.exceptions import MlflowException
+
         with store.creation_lock():
             if store.kind == "file" and calls.call(store.client.get_experiment_by_name, name) is not None:
                 raise ExpAlreadyExistError(f"Experiment {name!r} exists already.")
             try:
                 # MLflow 3.17's UI opens an experiment without this tag on its GenAI overview.
-                exp_id = calls.call(store.client.create_experiment, name, artifact_location=location,
-                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML})
+                exp_id = calls.call(store.client.create_experiment, name, artifact_location=location, tags=tags)
             except MlflowException as exc:
                 if calls.error_code(exc) == "RESOURCE_ALREADY_EXISTS":
                     raise ExpAlreadyExistError(f"Experiment {name!r} exists already.") from exc
@@ -97,6 +104,15 @@ class MLflowExpManager(ExpManager):
         return bool(stale)
 
     def _lookup_exp(self, store: Store, experiment_id: str | None, experiment_name: str | None) -> MLflowExperiment:
+        from .sql import reads
+
+        answered, row = reads.lookup_experiment(store, experiment_id=experiment_id, name=experiment_name)
+        if answered:
+            if row is None:
+                if experiment_id is not None:
+                    raise ExperimentNotFoundError(f"No experiment with id {experiment_id!r} in {store.uri}.")
+                raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
+            return self._checked_exp(store, row.experiment_id, row.name, row.lifecycle_stage, experiment_id, experiment_name)
         from mlflow.exceptions import MlflowException
 
         if experiment_id is not None:
@@ -104,26 +120,36 @@ class MLflowExpManager(ExpManager):
                 exp = calls.call(store.client.get_experiment, str(experiment_id))
             except MlflowException as exc:
                 raise ExperimentNotFoundError(f"No experiment with id {experiment_id!r} in {store.uri}.") from exc
-            if experiment_name is not None and exp.name != experiment_name:
-                raise ExperimentNotFoundError(
-                    f"Experiment id {experiment_id} is named {exp.name!r}, not {experiment_name!r}."
-                )
         else:
             found = calls.call(store.client.get_experiment_by_name, experiment_name)
             if found is None:
                 raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
             exp = found
-        if exp.lifecycle_stage == "deleted":
+        return self._checked_exp(store, exp.experiment_id, exp.name, exp.lifecycle_stage, experiment_id, experiment_name)
+
+    def _checked_exp(
+        self, store: Store, exp_id: str, name: str, stage: str, wanted_id: str | None, wanted_name: str | None
+    ) -> MLflowExperiment:
+        if wanted_id is not None and wanted_name is not None and name != wanted_name:
+            raise ExperimentNotFoundError(f"Experiment id {wanted_id} is named {name!r}, not {wanted_name!r}.")
+        if stage == "deleted":
             raise self.deleted_error_class(
-                f"Experiment {exp.name!r} (id {exp.experiment_id}) is deleted, and MLflow keeps its name "
+                f"Experiment {name!r} (id {exp_id}) is deleted, and MLflow keeps its name "
                 "reserved. Restore it (MlflowClient.restore_experiment) or purge deleted experiments with "
                 "`qrec gc --purge` to reuse the name."
             )
-        return self.experiment_class(exp.experiment_id, exp.name, store.uri, store=store)
+        return self.experiment_class(str(exp_id), name, store.uri, store=store)
 
     def list_experiments(self) -> dict[str, Experiment]:
+        from .sql import reads
+
         store = self.store()
         out: dict[str, Experiment] = {}
+        fast = reads.list_experiments(store)
+        if fast is not None:
+            for exp_id, name in fast:
+                out[name] = self.experiment_class(exp_id, name, store.uri, store=store)
+            return out
         token = None
         while True:
             page = calls.call(store.client.search_experiments, view_type=1, max_results=50_000, page_token=token)
@@ -158,51 +184,14 @@ def _still_named(store: Store, exp_id: str, name: str) -> bool:
     """Cheap check of a cached experiment on SQL stores (one indexed SELECT, 0.09 ms; MLflow's
     get_experiment_by_name 2.9 ms, both measured on an idle SQLite store). Other stores are trusted: starting a recorder in a
     deleted experiment fails there and start_exp looks again."""
-    engine = store.engine if store.kind in ("sqlite", "postgresql") else None
-    if engine is None:
+    if store.kind not in ("sqlite", "postgresql"):
         return True
-    from sqlalchemy import text
+    from .sql import reads
 
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(
-                text("SELECT name, lifecycle_stage FROM experiments WHERE experiment_id = :i"), {"i": int(exp_id)}
-            ).first()
-    except Exception:  # noqa: BLE001 - any doubt: look the experiment up the normal way
-        return False
-    return row is not None and row[0] == name and row[1] == "active"
-
-
-def search_records_frame(
-    store: Store,
-    experiment_ids: list[str],
-    filter_string: str | None = None,
-    run_view_type: int | None = None,
-    max_results: int | None = None,
-    order_by: list[str] | None = None,
-    **_ignored: Any,
-) -> Any:
-    """Qlib's search_records: a DataFrame with metrics.*, params.*, tags.* columns.
-
-    ``max_results`` above MLflow's 50,000 cap (Qlib asked for 100,000) simply means "all".
-    """
-    from . import fastread
-
-    store.sync()
-    frame = fastread.search_frame(
-        store, experiment_ids, filter_string or "", run_view_type or query.ACTIVE_ONLY, max_results, order_by
-    )
-    if frame is not None:
-        return frame
-    runs = query.search_runs(
-        store,
-        experiment_ids,
-        filter_string=filter_string or "",
-        run_view_type=run_view_type or query.ACTIVE_ONLY,
-        max_results=max_results,
-        order_by=order_by,
-    )
-    return query.runs_to_dataframe(runs)
+    answered, row = reads.lookup_experiment(store, experiment_id=exp_id)
+    if not answered:
+        return False  # any doubt: look the experiment up the normal way
+    return row is not None and row.name == name and row.lifecycle_stage == "active"
 
 
 def _slug(name: str, limit: int = 100) -> str:

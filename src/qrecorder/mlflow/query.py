@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import calls
+from .frames import ms_to_datetime  # noqa: F401 - also re-exported for tests and older imports
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,12 +26,17 @@ def search_runs(
     run_view_type: int = ACTIVE_ONLY,
     max_results: int | None = None,
     order_by: Sequence[str] | None = None,
+    *,
+    light: bool = False,
 ) -> list[Run]:
-    """All matching runs (or the first ``max_results``), newest first unless ``order_by``."""
-    store.sync()
-    from . import fastread  # plain SQL on SQLite/PostgreSQL; None: it cannot answer exactly
+    """All matching runs (or the first ``max_results``), newest first unless ``order_by``.
 
-    fast = fastread.search_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by)
+    ``light``: runs read by the direct path may be :class:`.sql.entities.LightRun` (same
+    attributes, MLflow not imported); those from MLflow's API are its entities."""
+    store.sync()
+    from .sql import reads as fastread  # plain SQL on SQLite/PostgreSQL; None: it cannot answer exactly
+
+    fast = fastread.search_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by, light=light)
     if fast is not None:
         return fast
     runs: list[Run] = []
@@ -96,30 +102,38 @@ def runs_to_dataframe(runs: Sequence[Run]) -> pd.DataFrame:
     return frame
 
 
-_NAT = -(2**63)  # numpy's NaT as int64
 
 
-def ms_to_datetime(column: pd.Series) -> pd.Series:
-    """``pd.to_datetime(column, unit="ms", utc=True)`` for epoch milliseconds (None/NaN: NaT),
-    the same dtype and values, but never through pandas' float path.
+def search_records_frame(
+    store: Store,
+    experiment_ids: list[str],
+    filter_string: str | None = None,
+    run_view_type: int | None = None,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+    **_ignored: Any,
+) -> Any:
+    """Qlib's search_records: a DataFrame with metrics.*, params.*, tags.* columns.
 
-    A column of ints with a missing value (a run still running has no end time) is float64
-    with NaN. pandas < 3 converts such a column with ``cast_from_unit_vectorized``, which
-    leaves the fraction of each NaN slot uninitialised (``np.empty``) and then rounds it under
-    ``np.errstate(over="raise")``: when that memory last held a huge double (MLflow stores
-    ±inf metrics as ±1.8e308), it raises ``FloatingPointError: overflow encountered in
-    multiply``. pandas issue 58419, fixed in 3.0 (pull 61022). Integers with numpy's NaT
-    sentinel take the integer path, which gives the same result on every pandas.
+    ``max_results`` above MLflow's 50,000 cap (Qlib asked for 100,000) simply means "all".
     """
-    import numpy as np
-    import pandas as pd
+    from .sql import reads as fastread
 
-    if column.dtype.kind == "f":
-        missing = column.isna().to_numpy()
-        ints = np.where(missing, 0.0, column.to_numpy()).astype("int64")
-        ints[missing] = _NAT
-        column = pd.Series(ints, index=column.index, name=column.name)
-    return pd.to_datetime(column, unit="ms", utc=True)
+    store.sync()
+    frame = fastread.search_frame(
+        store, experiment_ids, filter_string or "", run_view_type or ACTIVE_ONLY, max_results, order_by
+    )
+    if frame is not None:
+        return frame
+    runs = search_runs(
+        store,
+        experiment_ids,
+        filter_string=filter_string or "",
+        run_view_type=run_view_type or ACTIVE_ONLY,
+        max_results=max_results,
+        order_by=order_by,
+    )
+    return runs_to_dataframe(runs)
 
 
 def quote(value: str) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from .. import lifecycle, objects, provenance
+from .. import tags as tagnames
 from ..errors import (
     LoadObjectError,
     LoggingFailedError,
@@ -90,7 +91,7 @@ class _OwnRun:
         metrics = self.metrics
         if metrics is None:
             return
-        from .fastwrite import sanitize
+        from .sql.writes import sanitize
 
         with self.lock:
             for key, value in items:
@@ -107,9 +108,14 @@ class _OwnRun:
 
 
 def _fmt_ms(ms: int | None) -> str | None:
+    """Local time to the second, as ``datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d
+    %H:%M:%S")`` (5x faster: listing 10,000 recorders formats 20,000 of these)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000.0).strftime("%Y-%m-%d %H:%M:%S")
+    if ms < 0:
+        return datetime.fromtimestamp(ms / 1000.0).strftime("%Y-%m-%d %H:%M:%S")
+    t = time.localtime(ms // 1000)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 class MLflowRecorder(Recorder):
@@ -141,7 +147,7 @@ class MLflowRecorder(Recorder):
         info = run.info
         self.id = info.run_id
         self.experiment_id = info.experiment_id
-        self.name = info.run_name or run.data.tags.get("mlflow.runName", self.name)
+        self.name = info.run_name or run.data.tags.get(tagnames.MLFLOW_RUN_NAME, self.name)
         self.status = info.status
         self.start_time = _fmt_ms(info.start_time)
         self.end_time = _fmt_ms(info.end_time)
@@ -199,26 +205,37 @@ class MLflowRecorder(Recorder):
     def _is_started(self) -> bool:
         return self._running_here
 
+    def _create_run_directly(self, tags: dict[str, str]) -> Any:
+        """A new run by SQL on a SQLite store (MLflow's rows, MLflow not imported); None: use MLflow."""
+        sink = self._store.sql_sink if self._store.kind == "sqlite" else None
+        if sink is None or not self.name:
+            return None
+        from .store import _unique_start_ms
+
+        return calls.call(sink.create_run, str(self.experiment_id), self.name, tags, _unique_start_ms())
+
     def _start_run(self) -> Run:
-        client = self.client
         now_s = str(int(time.time()))
         tags = {
-            "mlflow.user": _user(self._store.kind),
-            "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>",
-            "mlflow.source.type": "LOCAL",
-            "qrecorder.host": socket.gethostname(),
-            "qrecorder.pid": str(os.getpid()),
+            tagnames.MLFLOW_USER: _user(self._store.kind),
+            tagnames.MLFLOW_SOURCE_NAME: sys.argv[0] if sys.argv and sys.argv[0] else "<interactive>",
+            tagnames.MLFLOW_SOURCE_TYPE: "LOCAL",
+            tagnames.HOST: socket.gethostname(),
+            tagnames.PID: str(os.getpid()),
             HEARTBEAT_TAG: now_s,
             provenance.PROCESS_TAG: provenance.process_identity(),
-            "qrecorder.heartbeat_interval": f"{heartbeat_interval():g}",
+            tagnames.HEARTBEAT_INTERVAL: f"{heartbeat_interval():g}",
         }
         if self.id is None:
-            run = calls.call(client.create_run, self.experiment_id, run_name=self.name, tags=tags)
+            run = self._create_run_directly(tags)
+            if run is None:
+                run = calls.call(self.client.create_run, self.experiment_id, run_name=self.name, tags=tags)
             resumed = False
         else:
             run = self._fetch_run()
             if run.info.lifecycle_stage == "deleted":
                 raise RecorderNotFoundError(f"Recorder {self.id} is deleted and cannot be resumed.")
+            client = self.client
             calls.call(client.update_run, self.id, status=Recorder.STATUS_R)
             calls.call(client.log_batch, self.id, tags=_run_tags(tags))
             resumed = True
@@ -327,6 +344,11 @@ class MLflowRecorder(Recorder):
         return own if own is not None and self._running_here and self._owner_pid == os.getpid() else None
 
     def _fetch_run(self) -> Run:
+        from .sql import reads
+
+        fast = reads.get_run(self._store, self._require_id(), light=True)
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
         from mlflow.exceptions import MlflowException
 
         try:
@@ -477,8 +499,6 @@ class MLflowRecorder(Recorder):
             self._write_tags_now(run_id, tags)
 
     def _write_tags_now(self, run_id: str, tags: list[tuple[str, str]]) -> None:
-        from mlflow.entities import RunTag
-
         sink = self._store.sql_sink
         if sink is not None:
             calls.call(sink.log_batch, run_id, [], [], tags)
@@ -488,6 +508,8 @@ class MLflowRecorder(Recorder):
             self._store.writer.submit(run_id, "t", tags, len(tags))
             self._store.writer.flush(run_id)
         else:
+            from mlflow.entities import RunTag
+
             calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
         own = self._own_run()
         if own is not None:

@@ -33,19 +33,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import provenance
-from ..errors import RecorderNotFoundError, StoreUnavailableError
+from .. import tags as tagnames
+from ..errors import StoreUnavailableError
 from . import calls, query
+from .sql.stale import _SqlMarker
 
 if TYPE_CHECKING:
     from .store import Store
 
-HEARTBEAT_TAG = "qrecorder.heartbeat"  # written by writer.py; repeated here to keep imports light
-INTERVAL_TAG = "qrecorder.heartbeat_interval"
-STALE_TAG = "qrecorder.stale"
-STALE_AT_TAG = "qrecorder.stale_at"
-STALE_REASON_TAG = "qrecorder.stale_reason"
-RETURNED_TAG = "qrecorder.stale_returned"
-RETURNED_STATUS_TAG = "qrecorder.stale_returned_status"
+HEARTBEAT_TAG = tagnames.HEARTBEAT
+INTERVAL_TAG = tagnames.HEARTBEAT_INTERVAL
+STALE_TAG = tagnames.STALE
+STALE_AT_TAG = tagnames.STALE_AT
+STALE_REASON_TAG = tagnames.STALE_REASON
+RETURNED_TAG = tagnames.STALE_RETURNED
+RETURNED_STATUS_TAG = tagnames.STALE_RETURNED_STATUS
 HEARTBEATS_TO_STALE = 3
 DEFAULT_GRACE_S = 60.0
 DEFAULT_TIMEOUT_S = 30.0
@@ -85,13 +87,13 @@ class GcReport:
 # ------------------------------------------------------------------ the rule
 def _process_gone(tags: dict[str, str], host: str) -> str | None:
     """Why the run's process is provably gone from this machine, or None if it may be alive."""
-    if tags.get("qrecorder.host") != host:
+    if tags.get(tagnames.HOST) != host:
         return None
     parts = tags.get(provenance.PROCESS_TAG, "").split(":")
     if len(parts) != 5 or parts[0] != "linux":
         return None
     _, boot, ns, pid, start = parts
-    if pid != tags.get("qrecorder.pid"):  # tags of two different processes (a resume in flight)
+    if pid != tags.get(tagnames.PID):  # tags of two different processes (a resume in flight)
         return None
     if not pid.isdigit() or boot != provenance.boot_id() or ns != provenance.pid_namespace():
         return None  # another boot or another PID namespace: its pid means nothing here
@@ -169,7 +171,7 @@ def scan(
     if dry_run:
         report.stale = [rid for rid, _ in to_mark]
         return report
-    marker = _SqlMarker(store) if store.engine is not None and store.kind in ("sqlite", "postgresql") else None
+    marker = _SqlMarker(store, _LockTimeout) if store.direct is not None else None
     try:
         for i, (rid, verdict) in enumerate(to_mark):
             remaining = deadline - time.monotonic()
@@ -238,73 +240,6 @@ def _stale_tags(verdict: Verdict, now: float) -> dict[str, str]:
     return {STALE_TAG: "1", STALE_AT_TAG: f"{now:.0f}", STALE_REASON_TAG: verdict.reason[:1000]}
 
 
-# ------------------------------------------------------------------ marking on SQL stores
-_MARK = (
-    "UPDATE runs SET status = 'FAILED', end_time = :end_time "
-    "WHERE run_uuid = :run_uuid AND status = 'RUNNING' AND lifecycle_stage = 'active' "
-    "AND (SELECT value FROM tags WHERE run_uuid = :run_uuid AND key = :hb_key) = :seen"
-)
-_UPSERT_TAG = (
-    "INSERT INTO tags (key, value, run_uuid) VALUES (:key, :value, :run_uuid) "
-    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value"
-)
-
-
-def _short_lock_engine(store: Store, timeout: float) -> Any:
-    """A one-connection engine on the store's database whose lock waits end after ``timeout``."""
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    assert store.engine is not None, "only SQL stores have an engine"  # callers check store.engine first
-    url = store.engine.url
-    if url.get_backend_name() == "sqlite":
-        return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"timeout": max(timeout, 0.05)})
-    return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(int(timeout), 2)})
-
-
-class _SqlMarker:
-    """Compare-and-set marking in one short transaction per run, with bounded lock waits."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.engine: Any = None
-        assert store.engine is not None, "only SQL stores have an engine"  # run_mark_stale checks first
-        self.sqlite = store.engine.url.get_backend_name() == "sqlite"
-
-    def mark(self, run_id: str, verdict: Verdict, remaining: float) -> bool:
-        from sqlalchemy import exc as sa_exc
-        from sqlalchemy import text
-
-        if self.engine is None:
-            self.engine = _short_lock_engine(self.store, remaining)
-        now = time.time()
-        try:
-            with self.engine.begin() as conn:
-                if self.sqlite:
-                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {max(int(remaining * 1000), 50)}")
-                else:
-                    ms = max(int(remaining * 1000), 50)
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
-                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
-                hit = conn.execute(text(_MARK), {"end_time": int(now * 1000), "run_uuid": run_id,
-                                                 "hb_key": HEARTBEAT_TAG, "seen": verdict.heartbeat}).rowcount
-                if hit != 1:
-                    return False
-                conn.execute(text(_UPSERT_TAG), [{"key": k, "value": v, "run_uuid": run_id}
-                                                 for k, v in _stale_tags(verdict, now).items()])
-            return True
-        except sa_exc.OperationalError as exc:
-            detail = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip().splitlines()[0]
-            lowered = detail.lower()
-            if any(s in lowered for s in ("locked", "busy", "lock timeout", "statement timeout", "canceling statement")):
-                raise _LockTimeout(detail) from exc
-            raise
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
-
-
 def _mark_via_client(store: Store, run_id: str, verdict: Verdict, remaining: float) -> bool:
     """Tracking servers and file stores: re-check, then tag and end (a small race window remains)."""
     from mlflow.entities import RunTag
@@ -329,13 +264,6 @@ def _mark_via_client(store: Store, run_id: str, verdict: Verdict, remaining: flo
 
 
 # ------------------------------------------------------------------ the process that comes back
-_FINISH = (
-    "UPDATE runs SET status = :status, end_time = :end_time WHERE run_uuid = :run_uuid "
-    "AND (status = 'RUNNING' OR NOT EXISTS "
-    "(SELECT 1 FROM tags WHERE run_uuid = :run_uuid AND key = :stale_key AND value = '1'))"
-)
-
-
 def returned_message(run_id: str, tags: dict[str, str], wanted: str) -> str:
     when = tags.get(STALE_AT_TAG, "")
     try:
@@ -360,25 +288,13 @@ def finish_run(store: Store, run_id: str, status: str, end_ms: int) -> str | Non
     to warn the process with (:class:`StaleRunWarning`) is returned. On SQL stores the check
     and the update are one statement; on a tracking server they are two calls.
     """
+    now = f"{time.time():.0f}"
+    sink = store.sql_sink
+    if sink is not None:
+        found = sink.finish_run(run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
+        return None if found is None else returned_message(run_id, found, status)
     from mlflow.entities import RunTag
 
-    now = f"{time.time():.0f}"
-    engine = store.engine if store.kind in ("sqlite", "postgresql") else None
-    if engine is not None:
-        from sqlalchemy import text
-
-        with engine.begin() as conn:
-            hit = conn.execute(text(_FINISH), {"status": status, "end_time": end_ms, "run_uuid": run_id,
-                                               "stale_key": STALE_TAG}).rowcount
-            if hit == 1:
-                return None
-            rows = conn.execute(text("SELECT key, value FROM tags WHERE run_uuid = :r"), {"r": run_id}).fetchall()
-            tags = {k: v for k, v in rows}
-            if tags.get(STALE_TAG) != "1":
-                raise RecorderNotFoundError(f"Run {run_id} does not exist in this store; its status was not written.")
-            conn.execute(text(_UPSERT_TAG), [{"key": RETURNED_TAG, "value": now, "run_uuid": run_id},
-                                             {"key": RETURNED_STATUS_TAG, "value": status, "run_uuid": run_id}])
-        return returned_message(run_id, tags, status)
     run = calls.call(store.client.get_run, run_id)
     tags = dict(run.data.tags)
     if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":

@@ -8,6 +8,12 @@ Opening a store is where concurrency is made safe:
 - PostgreSQL: schema creation runs under a PostgreSQL advisory lock (works across machines).
 - file: (legacy Qlib mlruns): experiment creation runs under a file lock beside the folder,
   since MLflow's file store happily creates duplicate experiments.
+
+A SQLite store at MLflow's head revision opens without MLflow: the database file is set up
+here (schema template, WAL) and read and written with :mod:`sqlite3` through :mod:`.sql`
+while the schema guard allows it; ``Store.client`` (MLflow's client, ~1.7 s to import) is
+opened on the first call that needs MLflow's API (artifacts, deletes, filters the direct
+path does not translate). Other stores open their client at once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import tags as tagnames
 from ..errors import FileStoreNotAllowedError, StoreError, StoreReadOnlyError, StoreUnavailableError
 from ..uri import StoreLocation, artifact_root_for, lock_path_for, resolve_uri
 from . import calls, retry
@@ -36,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("qrecorder")
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000  # the default budget; the budget in force is retry.sqlite_busy_timeout_ms()
-CREATE_TOKEN_TAG = "qrecorder.create_token"  # makes run/experiment creation idempotent across retries
+CREATE_TOKEN_TAG = tagnames.CREATE_TOKEN
 _PG_SCHEMA_LOCK_KEY = 0x71726563  # "qrec"
 
 _stores: dict[str, Store] = {}
@@ -55,7 +62,46 @@ class Store:
         self._writer_lock = threading.Lock()
         self._sink: Any = None
         self._open_report: Any = None  # what the replay at open wrote (qrec recover reports it)
-        self.client: MlflowClient = _open_client(location, self.lock_path)
+        self._client: MlflowClient | None = None
+        self._client_lock = threading.Lock()
+        if location.kind == "sqlite":
+            self._client = _prepare_sqlite(location, self.lock_path)  # a client only if MLflow had to migrate
+            if self._client is None and not self._default_experiment_ready():
+                self._client = _open_sqlite_client(location)  # MLflow creates the Default experiment
+        else:
+            self._client = _open_client(location, self.lock_path)
+
+    @property
+    def client(self) -> MlflowClient:
+        """MLflow's client for this store, opened on first use."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = _open_sqlite_client(self.location)
+                client = self._client
+        return client
+
+    @property
+    def direct(self) -> Any | None:
+        """The store's direct SQL access (:class:`.sql.db.Database`), or None: decided once."""
+        from .sql.db import database_for
+
+        return database_for(self)
+
+    def _default_experiment_ready(self) -> bool:
+        """MLflow inserts its Default experiment (id 0) into a database without experiments when
+        it opens it; without MLflow the direct path does the same. False: MLflow must open it."""
+        db = self.direct
+        if db is None:
+            return True  # not decided here: MLflow's client does it when it opens
+        from .sql.writes import ensure_default_experiment
+
+        try:
+            return ensure_default_experiment(db)
+        except Exception as exc:  # noqa: BLE001 - a read-only copy, a busy file: let MLflow try
+            logger.debug("qrecorder: Default experiment not checked directly: %s", exc)
+            return False
 
     @property
     def kind(self) -> str:
@@ -73,7 +119,7 @@ class Store:
                     journal = None
                     if journaling_enabled():
                         journal = Journal(journal_dir_for(self.uri, self.kind, self.location.path), self.uri)
-                    self._writer = BatchWriter(self.client, sink=self.sql_sink, journal=journal)
+                    self._writer = BatchWriter(_LazyClient(self), sink=self.sql_sink, journal=journal)
         return self._writer
 
     def replay_journals(self) -> Any:
@@ -96,9 +142,9 @@ class Store:
         """Direct SQL writes for SQLite/PostgreSQL (QRECORDER_FAST_WRITE=0 turns them off)."""
         if self._sink is None and self.kind in ("sqlite", "postgresql"):
             if os.environ.get("QRECORDER_FAST_WRITE", "1") != "0":
-                from .fastwrite import SqlBatchSink
+                from .sql.writes import SqlBatchSink
 
-                self._sink = SqlBatchSink.for_engine(self.engine) or False
+                self._sink = SqlBatchSink.for_database(self.direct) or False
                 if self._sink and self.kind == "sqlite" and self.location.path is not None:
                     with contextlib.suppress(OSError):
                         self._sink.watch_file(self.location.path)  # a deleted database fails loudly
@@ -106,8 +152,10 @@ class Store:
 
     @property
     def engine(self) -> Any | None:
-        """The SQLAlchemy engine of a SQL store (for the fast read path), else None."""
-        return getattr(_sql_store(self.client), "engine", None)
+        """MLflow's SQLAlchemy engine of a SQL store, else None (opens the client)."""
+        if self.kind not in ("sqlite", "postgresql", "mysql", "mssql"):
+            return None
+        return _engine_of(self.client)
 
     def sync(self) -> None:
         """Make values this process queued visible to the reads that follow."""
@@ -146,41 +194,78 @@ def get_store(uri: str) -> Store:
     return store
 
 
-def _sql_store(client: Any) -> Any:
-    return client._tracking_client.store
+def _engine_of(client: Any) -> Any | None:
+    from .sql.db import mlflow_engine
+
+    return mlflow_engine(client)
+
+
+class _LazyClient:
+    """Stands for ``store.client`` until something really calls MLflow (the writer's fallback)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store.client, name)
+
+
+def _is_mlflow_error(exc: BaseException) -> bool:
+    return type(exc).__name__ == "MlflowException"
+
+
+def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowClient | None:
+    """Make the SQLite database ready (created from the schema template under the schema
+    lock, WAL on) without MLflow; MLflow's client only when MLflow must create or migrate the
+    schema itself (then it is returned)."""
+    assert location.path is not None and lock_path is not None
+    try:
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+        from .sql import template
+
+        client = None
+        if not template.at_known_head(location.path):
+            # Only creating (or migrating) the schema queues behind the lock; opening a store
+            # at MLflow's head does not, so many processes do not wait on each other's start-up.
+            with _schema_file_lock(lock_path, location):
+                if not location.path.exists() or location.path.stat().st_size == 0:
+                    template.create_from_template(location.path)  # else MLflow migrates (~3 s)
+                _enable_wal(location.path)
+                if not template.at_known_head(location.path):
+                    client = _client_class()(tracking_uri=location.uri)  # MLflow creates/migrates
+        else:
+            _enable_wal(location.path)
+    except Exception as exc:
+        if not isinstance(exc, (OSError, sqlite3.Error)) and not _is_mlflow_error(exc):
+            raise
+        mapped = _sqlite_open_error(exc, location)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    if client is not None:
+        _tune_sqlite_engine(_engine_of(client), location)
+    return client
+
+
+def _open_sqlite_client(location: StoreLocation) -> MlflowClient:
+    """MLflow's client on a prepared SQLite database, its engine tuned to the retry budget."""
+    try:
+        client = _client_class()(tracking_uri=location.uri)
+    except Exception as exc:
+        if not isinstance(exc, (OSError, sqlite3.Error)) and not _is_mlflow_error(exc):
+            raise
+        mapped = _sqlite_open_error(exc, location)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    _tune_sqlite_engine(_engine_of(client), location)
+    return client
 
 
 def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClient:
     from mlflow.exceptions import MlflowException
 
     client_class = _client_class()
-    if location.kind == "sqlite":
-        assert location.path is not None and lock_path is not None
-        try:
-            location.path.parent.mkdir(parents=True, exist_ok=True)
-            from . import sqlite_template
-
-            client = None
-            if not sqlite_template.at_known_head(location.path):
-                # Only creating (or migrating) the schema queues behind the lock; opening a store
-                # at MLflow's head does not, so many processes do not wait on each other's start-up.
-                with _schema_file_lock(lock_path, location):
-                    if not location.path.exists() or location.path.stat().st_size == 0:
-                        sqlite_template.create_from_template(location.path)  # else MLflow migrates (~3 s)
-                    _enable_wal(location.path)
-                    if not sqlite_template.at_known_head(location.path):
-                        client = client_class(tracking_uri=location.uri)  # MLflow creates/migrates
-            else:
-                _enable_wal(location.path)
-            if client is None:
-                client = client_class(tracking_uri=location.uri)
-        except (OSError, sqlite3.Error, MlflowException) as exc:
-            mapped = _sqlite_open_error(exc, location)
-            if mapped is None:
-                raise
-            raise mapped from exc
-        _tune_sqlite_engine(_sql_store(client).engine, location)
-        return client
     if location.kind == "postgresql":
         # "INFO ... Creating initial MLflow database tables" at every first use: not the user's news.
         schema_log = logging.getLogger("mlflow.store.db.utils")
@@ -215,7 +300,7 @@ def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClien
 
 
 _CLIENT_CLASS: type | None = None
-_PID_TAG, _HOST_TAG = "qrecorder.pid", "qrecorder.host"
+_PID_TAG, _HOST_TAG = tagnames.PID, tagnames.HOST
 _start_lock = threading.Lock()
 _last_start_ms = 0
 
@@ -485,7 +570,8 @@ def _redact(uri: str) -> str:
 def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's connections or writer thread."""
     for store in list(_stores.values()):
-        engine = store.engine if store.kind != "http" else None
+        client = store._client
+        engine = _engine_of(client) if client is not None and store.kind != "http" else None
         if engine is not None:
             with contextlib.suppress(Exception):
                 engine.dispose(close=False)

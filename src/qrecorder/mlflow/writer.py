@@ -24,6 +24,7 @@ from collections import defaultdict
 from typing import Any
 
 from .. import lifecycle
+from .. import tags as tagnames
 from ..errors import LoggingFailedError, StoreUnavailableError
 from . import calls
 from .journal import Journal, claim_orphans
@@ -33,7 +34,7 @@ logger = logging.getLogger("qrecorder")
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
-HEARTBEAT_TAG = "qrecorder.heartbeat"
+HEARTBEAT_TAG = tagnames.HEARTBEAT
 SQL_ROWS_PER_TRANSACTION = 20_000
 
 _all_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
@@ -68,7 +69,7 @@ class BatchWriter:
         self._rec_submitted = 0  # journal records accepted (values' calls, not values)
         self._rec_done = 0  # journal records written to the store (or failed and reported)
         self._rec_base = 0  # records before the journal's last rotation
-        self._sink = sink  # fastwrite.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
+        self._sink = sink  # sql.writes.SqlBatchSink for SQL stores, else None (MLflow's log_batch)
         self.flush_interval = flush_interval if flush_interval is not None else _env_float("QRECORDER_FLUSH_INTERVAL", 0.2)
         self.max_pending = int(max_pending if max_pending is not None else _env_float("QRECORDER_MAX_PENDING", 200_000))
         self._high = min(high_watermark, self.max_pending)

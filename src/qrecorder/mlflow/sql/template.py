@@ -5,7 +5,7 @@ release (68 of them for MLflow 3.17): about 3 s before the first run can start. 
 always the same schema for one MLflow version, so qrecorder keeps it:
 
 1. a schema dump shipped with qrecorder for the MLflow version it pins
-   (``schema_sql/mlflow-<version>.sql``, made by ``python -m qrecorder.mlflow.sqlite_template``
+   (``schema_sql/mlflow-<version>.sql``, made by ``python -m qrecorder.mlflow.sql.template``
    from a database MLflow itself created), else
 2. a template database built once per machine and MLflow version by MLflow itself, in
    ``$XDG_CACHE_HOME/qrecorder/schema/`` (``QRECORDER_CACHE_DIR`` overrides).
@@ -19,7 +19,6 @@ root of this store. ``QRECORDER_SCHEMA_TEMPLATE=0`` always lets MLflow migrate f
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 import os
 import shutil
@@ -37,7 +36,15 @@ def enabled() -> bool:
 
 
 def mlflow_version() -> str:
-    return importlib.metadata.version("mlflow")
+    """The installed MLflow's version (read once, without importing MLflow)."""
+    from .guard import installed_mlflow_version
+
+    version = installed_mlflow_version()
+    if version is None:
+        import importlib.metadata
+
+        return importlib.metadata.version("mlflow")  # raises PackageNotFoundError: MLflow is not installed
+    return version
 
 
 def _cache_dir() -> Path:

@@ -3,7 +3,7 @@
 Importing MLflow costs 2-3 s, more than the whole answer may take. For the common listing
 (a SQLite store, no filter string, MLflow's default order ``start_time DESC, run_uuid``)
 the rows are read with :mod:`sqlite3` directly, only when the schema guard
-(:func:`qrecorder.mlflow.schema.sqlite_decision`, the one the fast read and write paths use)
+(:func:`qrecorder.mlflow.sql.guard.sqlite_decision`, the one the fast read and write paths use)
 allows direct SQL on the database. Anything else returns None and the command goes through
 the core (MLflow's API or the fast read path), which gives MLflow's answer or its error.
 """
@@ -14,6 +14,8 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+from ... import tags as tagnames
 
 _IN_CHUNK = 500
 
@@ -26,7 +28,7 @@ def connect(db_path: Path | None) -> sqlite3.Connection | None:
     """A read-only connection when the schema is verified, else None."""
     if db_path is None or not _enabled() or not db_path.is_file():
         return None
-    from ..mlflow.schema import sqlite_decision  # standard library only: MLflow is not imported
+    from .guard import sqlite_decision  # standard library only: MLflow is not imported
 
     try:
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
@@ -104,8 +106,8 @@ def runs(con: sqlite3.Connection, experiment_id: str, status: str | None, limit:
         if nameless:
             marks2 = ", ".join("?" for _ in nameless)
             for run_id, value in con.execute(
-                f"SELECT run_uuid, \"value\" FROM tags WHERE \"key\" = 'mlflow.runName' AND run_uuid IN ({marks2})",
-                nameless,
+                f"SELECT run_uuid, \"value\" FROM tags WHERE \"key\" = ? AND run_uuid IN ({marks2})",
+                [tagnames.MLFLOW_RUN_NAME, *nameless],
             ):
                 index[run_id]["name"] = value
     return out, total

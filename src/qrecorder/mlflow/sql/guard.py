@@ -1,8 +1,8 @@
 """The one guard of every direct SQL path: may qrecorder read and write MLflow's tables itself?
 
-qrecorder's fast paths bypass MLflow's ORM: :mod:`.fastread` (search and get by SELECT),
-:mod:`.fastwrite` (metrics, params, tags and run end by INSERT/UPDATE) and
-:mod:`qrecorder.cli._quick` (``qrec experiments`` / ``qrec runs`` on SQLite without importing
+qrecorder's fast paths bypass MLflow's ORM: :mod:`.reads` (search and get by SELECT),
+:mod:`.writes` (experiments, runs, metrics, params, tags and run end by INSERT/UPDATE) and
+:mod:`qrecorder.mlflow.sql.quick` (``qrec experiments`` / ``qrec runs`` on SQLite without importing
 MLflow). They are exact only on schemas they were checked against. This module holds that
 check, once:
 
@@ -121,8 +121,36 @@ class Decision:
 Rows = Callable[[str], Sequence[Sequence[Any]]]
 
 
+_installed: list[str | None] = []  # the installed MLflow's version, once read
+
+
 def installed_mlflow_version() -> str | None:
-    """The installed MLflow's version, read from its metadata (MLflow is not imported)."""
+    """The installed MLflow's version, read once per process without importing MLflow: from
+    its ``mlflow/version.py`` (a file read), else from its package metadata (importing
+    ``importlib.metadata`` and scanning site-packages costs a fresh process 30-300 ms)."""
+    if not _installed:
+        _installed.append(_version_from_source() or _version_from_metadata())
+    return _installed[0]
+
+
+def _version_from_source() -> str | None:
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("mlflow")
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            source = Path(folder, "version.py")
+            if source.is_file():
+                found = re.search(r'^VERSION = "(\d+\.\d+[^"]*)"', source.read_text(encoding="utf-8"), re.M)
+                if found:
+                    return found.group(1)
+    except (ImportError, ValueError, OSError):
+        pass
+    return None
+
+
+def _version_from_metadata() -> str | None:
     from importlib import metadata
 
     for dist in ("mlflow", "mlflow-skinny"):

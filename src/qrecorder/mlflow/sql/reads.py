@@ -30,16 +30,20 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ... import tags as tagnames
+from .entities import LightMetric, LightRun, LightRunData, LightRunInfo
+
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow.entities import Run
 
-    from .store import Store
+    from ..store import Store
+    from .db import Database
 
 logger = logging.getLogger("qrecorder")
 
@@ -65,7 +69,7 @@ _ORDER_ATTR_COLUMNS = {
     "status": "r.status",
 }
 _CHILD_TABLES = {"metric": "latest_metrics", "parameter": "params", "tag": "tags"}
-_RUN_NAME_TAG = "mlflow.runName"
+_RUN_NAME_TAG = tagnames.MLFLOW_RUN_NAME
 
 
 class Unsupported(Exception):
@@ -73,70 +77,11 @@ class Unsupported(Exception):
 
 
 # ---------------------------------------------------------------------------------- readers
-@dataclass
-class _Reader:
-    engine: Any
-    dialect: str  # "sqlite" | "postgresql"
-    placeholder: str  # DB-API parameter marker
+def reader_for(store: Store) -> Database | None:
+    """The store's direct SQL access (:mod:`.db`), or None when the fast path does not apply."""
+    from .db import database_for
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self.placeholder != "?":
-            sql = sql.replace("?", self.placeholder)
-        conn = self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, tuple(params))
-                return cur.fetchall()
-            finally:
-                cur.close()
-        finally:
-            try:
-                conn.rollback()  # end PostgreSQL's implicit read transaction
-            finally:
-                conn.close()
-
-
-_readers: dict[str, _Reader | None] = {}
-_readers_lock = threading.Lock()
-
-
-def reader_for(store: Store) -> _Reader | None:
-    """The SQL reader of ``store``, or None when the fast path does not apply to it."""
-    key = store.uri
-    if key in _readers:
-        return _readers[key]
-    with _readers_lock:
-        if key not in _readers:
-            _readers[key] = _make_reader(store)
-    return _readers[key]
-
-
-def _make_reader(store: Store) -> _Reader | None:
-    if store.kind not in ("sqlite", "postgresql"):
-        return None
-    try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        sql_store = store.client._tracking_client.store
-        if type(sql_store) is not SqlAlchemyStore:  # e.g. the workspace-aware store
-            return None
-        engine = sql_store.engine
-        dialect = engine.dialect.name
-        if dialect not in ("sqlite", "postgresql"):
-            return None
-        paramstyle = engine.dialect.paramstyle
-        placeholder = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(paramstyle)
-        if placeholder is None:
-            return None
-        from .schema import direct_sql_allowed
-
-        if not direct_sql_allowed(engine).allowed:  # the guard logs why, once per engine
-            return None
-    except Exception as exc:  # noqa: BLE001 - any surprise means: use the API path
-        logger.debug("qrecorder: fast read path unavailable for %s: %s", store.uri, exc)
-        return None
-    return _Reader(engine, dialect, placeholder)
+    return database_for(store)
 
 
 def enabled() -> bool:
@@ -145,16 +90,10 @@ def enabled() -> bool:
 
 
 def forget(store_uri: str | None = None) -> None:
-    """Drop cached readers (all, or the one of ``store_uri``) and the schema guard's cached
-    decisions, e.g. after a schema upgrade."""
-    from . import schema
+    """Drop cached decisions (all, or the one of ``store_uri``), e.g. after a schema upgrade."""
+    from . import db
 
-    with _readers_lock:
-        if store_uri is None:
-            _readers.clear()
-        else:
-            _readers.pop(store_uri, None)
-    schema.forget()
+    db.forget(store_uri)
 
 
 # ---------------------------------------------------------------------------------- plans
@@ -180,20 +119,93 @@ def _plan(filter_string: str, order_by: tuple[str, ...]) -> _Plan | None:
         return None
 
 
+# MLflow's filter grammar is parsed by its own parser (importing MLflow, ~1.7 s). The few
+# shapes qrecorder itself sends (a status, a run name, a start time, a tag) are parsed here
+# into exactly what MLflow's parser returns (tests/test_fastread.py compares the two); any
+# other text goes to MLflow's parser.
+_STR = r"'(?P<s1>[^'\\]*)'|\"(?P<s2>[^\"\\]*)\""
+_NUM = r"(?P<num>-?\d+(?:\.\d+)?)"
+_KEY = r"`(?P<k1>[^`]+)`|(?P<k2>[A-Za-z_][A-Za-z0-9_]*)"
+_CLAUSE = re.compile(
+    r"\s*(?:attributes\.(?P<attr>status|run_name|run_id|start_time|end_time)"
+    rf"|(?P<kind>tags|params|metrics)\.(?:{_KEY}))"
+    rf"\s*(?P<op>!=|<=|>=|=|<|>)\s*(?:{_STR}|{_NUM})\s*"
+)
+_AND = re.compile(r"(?i)and\b")
+_SIMPLE_KINDS = {"tags": "tag", "params": "parameter", "metrics": "metric"}
+_SIMPLE_ORDER = re.compile(r"\s*(?:attributes\.)?(?P<key>start_time|end_time|run_name|status)(?:\s+(?P<dir>ASC|DESC))?\s*")
+
+
+def parse_simple_filter(filter_string: str) -> list[dict[str, Any]] | None:
+    """The clauses of a filter of the shapes qrecorder itself sends, as MLflow's
+    ``SearchUtils.parse_search_filter`` returns them; None for anything else."""
+    clauses: list[dict[str, Any]] = []
+    pos, text = 0, filter_string
+    while True:
+        m = _CLAUSE.match(text, pos)
+        if m is None:
+            return None
+        attr, op, num = m.group("attr"), m.group("op"), m.group("num")
+        string = m.group("s1") if m.group("s1") is not None else m.group("s2")
+        if attr is not None:
+            if attr in ("start_time", "end_time"):
+                if num is None:
+                    return None
+                value: Any = float(num) if "." in num else int(num)
+            elif string is None or op not in ("=", "!="):
+                return None
+            else:
+                value = string
+            clauses.append({"type": "attribute", "key": attr, "comparator": op, "value": value})
+        else:
+            kind = _SIMPLE_KINDS[m.group("kind")]
+            key = m.group("k1") if m.group("k1") is not None else m.group("k2")
+            if kind == "metric":
+                if num is None:
+                    return None
+                value = num
+            elif string is None or op not in ("=", "!="):
+                return None
+            else:
+                value = string
+            clauses.append({"type": kind, "key": key, "comparator": op, "value": value})
+        pos = m.end()
+        if pos == len(text):
+            return clauses
+        a = _AND.match(text, pos)
+        if a is None or pos == m.start() + len(m.group(0).rstrip()):  # "and" needs a space before it
+            return None
+        pos = a.end()
+
+
+def parse_simple_order(text: str) -> tuple[str, str, bool] | None:
+    """``SearchUtils.parse_order_by_for_search_runs`` for an attribute order, else None."""
+    m = _SIMPLE_ORDER.fullmatch(text)
+    if m is None:
+        return None
+    return "attribute", m.group("key"), m.group("dir") != "DESC"
+
+
 def _translate_filter(filter_string: str, plan: _Plan) -> None:
     if not filter_string or not filter_string.strip():
         return
-    from mlflow.utils.search_utils import SearchUtils
+    clauses = parse_simple_filter(filter_string)
+    if clauses is None:
+        from mlflow.utils.search_utils import SearchUtils
 
-    for clause in SearchUtils.parse_search_filter(filter_string):
+        clauses = [
+            {**c, "key": SearchUtils.translate_key_alias(c.get("key"))}
+            for c in SearchUtils.parse_search_filter(filter_string)
+        ]
+    for clause in clauses:
         kind = clause.get("type")
-        key = SearchUtils.translate_key_alias(clause.get("key"))
+        key = clause.get("key")
         comparator = str(clause.get("comparator")).upper()
         value = clause.get("value")
         if kind == "attribute":
-            _attribute_filter(key, comparator, value, plan)
+            _attribute_filter(str(key), comparator, value, plan)
         elif kind in ("metric", "parameter", "tag"):
-            _child_filter(kind, key, comparator, value, plan)
+            _child_filter(str(kind), str(key), comparator, value, plan)
         else:
             raise Unsupported(kind)
 
@@ -243,7 +255,7 @@ def _child_filter(kind: str, key: str, comparator: str, value: Any, plan: _Plan)
         if comparator not in ("=", "!=", "<", "<=", ">", ">="):
             raise Unsupported(comparator)
         number = float(value)
-        from .schema import behaviour
+        from .guard import behaviour
 
         if not behaviour().metric_filters_skip_nan:  # MLflow < 3.17: NaN compares as its stored 0
             cond = f'"value" {comparator} ?'
@@ -263,12 +275,16 @@ def _child_filter(kind: str, key: str, comparator: str, value: Any, plan: _Plan)
 
 
 def _translate_order(order_by: tuple[str, ...], plan: _Plan) -> None:
-    from mlflow.utils.search_utils import SearchUtils
-
     seen: set[tuple[str, str]] = set()
     for n, text in enumerate(order_by, start=1):
-        kind, key, ascending = SearchUtils.parse_order_by_for_search_runs(text)
-        key = SearchUtils.translate_key_alias(key)
+        simple = parse_simple_order(text)
+        if simple is not None:
+            kind, key, ascending = simple
+        else:
+            from mlflow.utils.search_utils import SearchUtils
+
+            kind, key, ascending = SearchUtils.parse_order_by_for_search_runs(text)
+            key = SearchUtils.translate_key_alias(key)
         if (kind, key) in seen:
             raise Unsupported("duplicate order_by field")  # MLflow raises: let it
         seen.add((kind, key))
@@ -329,7 +345,7 @@ def _select_runs(
     run_view_type: int,
     max_results: int | None,
     order_by: Sequence[str] | None,
-) -> tuple[_Reader, list[tuple[Any, ...]]] | None:
+) -> tuple[Database, list[tuple[Any, ...]]] | None:
     """The run rows MLflow's search would return, in its order; None if not translatable."""
     reader = reader_for(store)
     if reader is None or not enabled():
@@ -367,7 +383,7 @@ _PARAM_SELECT = 'SELECT run_uuid, "key", "value" FROM params'
 _TAG_SELECT = 'SELECT run_uuid, "key", "value" FROM tags'
 
 
-def _selectors(reader: _Reader, ids: list[str]) -> list[tuple[str, list[Any]]]:
+def _selectors(reader: Database, ids: list[str]) -> list[tuple[str, list[Any]]]:
     """WHERE conditions on run_uuid covering ``ids``: IN lists, or nothing (a full scan, the
     extra rows dropped by the caller) when the runs are most of the table."""
     if len(ids) > _BULK_THRESHOLD:
@@ -380,7 +396,7 @@ def _selectors(reader: _Reader, ids: list[str]) -> list[tuple[str, list[Any]]]:
     ]
 
 
-def _children(reader: _Reader, select: str, selectors: list[tuple[str, list[Any]]], wanted: Any) -> Children:
+def _children(reader: Database, select: str, selectors: list[tuple[str, list[Any]]], wanted: Any) -> Children:
     out: Children = {}
     for cond, params in selectors:
         for row in reader.rows(select + cond, params):
@@ -395,7 +411,28 @@ def _children(reader: _Reader, select: str, selectors: list[tuple[str, list[Any]
     return out
 
 
-def _has_inputs(reader: _Reader, ids: list[str]) -> bool:
+def _columns(
+    reader: Database, select: str, selectors: list[tuple[str, list[Any]]], index: dict[str, int], fill: Any, metric: bool
+) -> dict[str, list[Any]]:
+    """key -> one value per run (in ``index`` order, ``fill`` where absent), in one pass over
+    the rows (metrics: NaN where ``is_nan``)."""
+    n = len(index)
+    nan = float("nan")
+    cols: dict[str, list[Any]] = {}
+    get_index, get_col = index.get, cols.get
+    for cond, params in selectors:
+        for row in reader.rows(select + cond, params):
+            i = get_index(row[0])
+            if i is None:
+                continue
+            col = get_col(row[1])
+            if col is None:
+                col = cols[row[1]] = [fill] * n
+            col[i] = (nan if row[3] else row[2]) if metric else row[2]
+    return cols
+
+
+def _has_inputs(reader: Database, ids: list[str]) -> bool:
     """True if any of the runs has dataset inputs or logged-model inputs/outputs."""
     if not reader.rows("SELECT 1 FROM inputs LIMIT 1"):
         return False  # the usual case: none in the whole store
@@ -435,21 +472,26 @@ def _fast_run_data() -> bool:
         return False
 
 
-def _run_info(row: tuple[Any, ...], tags: list[tuple[Any, ...]]) -> Any:
-    from mlflow.entities import RunInfo
-
+def _run_info(row: tuple[Any, ...], tags: list[tuple[Any, ...]], light: bool = False) -> Any:
     run_id, name, exp, user, status, start, end, stage, uri = row
     if not name:  # as SqlRun.to_mlflow_entity: old runs keep the name in a tag only
         name = next((v for k, v in tags if k == _RUN_NAME_TAG), None) or name
+    if light:
+        return LightRunInfo(run_id, str(exp), user, status, start, end, stage, uri, name)
+    from mlflow.entities import RunInfo
+
     return RunInfo(run_id, str(exp), user, status, start, end, stage, uri, name)
 
 
 def _run_data(
-    metrics: list[tuple[Any, ...]], params: list[tuple[Any, ...]], tags: list[tuple[Any, ...]]
+    metrics: list[tuple[Any, ...]], params: list[tuple[Any, ...]], tags: list[tuple[Any, ...]], light: bool = False
 ) -> Any:
+    nan = float("nan")
+    if light:
+        objs_light = [LightMetric(k, nan if is_nan else v, ts, step) for k, v, ts, step, is_nan in metrics]
+        return LightRunData({m.key: m.value for m in objs_light}, dict(params), dict(tags), objs_light)
     from mlflow.entities import Metric, Param, RunData, RunTag
 
-    nan = float("nan")
     objs = [Metric(k, nan if is_nan else v, ts, step) for k, v, ts, step, is_nan in metrics]
     if not _fast_run_data():
         return RunData(
@@ -468,9 +510,10 @@ def _run_data(
 class _Batch:
     """Runs of one search whose data (metrics, params, tags) is read in bulk on first use."""
 
-    def __init__(self, reader: _Reader, runs: list[Any]) -> None:
+    def __init__(self, reader: Database, runs: list[Any], light: bool = False) -> None:
         self.reader = reader
         self.runs = runs
+        self.light = light
         self.lock = threading.Lock()
         self.loaded = False
 
@@ -478,7 +521,7 @@ class _Batch:
         with self.lock:
             if self.loaded:
                 return
-            ids = [run._info._run_id for run in self.runs]
+            ids = [run._info.run_id for run in self.runs]
             wanted = set(ids)
             selectors = _selectors(self.reader, ids)
             metrics = _children(self.reader, _METRIC_SELECT, selectors, wanted)
@@ -487,7 +530,7 @@ class _Batch:
             empty: list[tuple[Any, ...]] = []
             for run, run_id in zip(self.runs, ids, strict=True):
                 run._data = _run_data(
-                    metrics.get(run_id, empty), params.get(run_id, empty), tags.get(run_id, empty)
+                    metrics.get(run_id, empty), params.get(run_id, empty), tags.get(run_id, empty), self.light
                 )
                 run._batch = None
             self.loaded = True
@@ -530,7 +573,8 @@ def search_runs(
     order_by: Sequence[str] | None = None,
     *,
     lazy: bool = True,
-) -> list[Run] | None:
+    light: bool = False,
+) -> list[Any] | None:
     """What ``query.search_runs`` returns -- every matching run, or the first ``max_results``,
     in MLflow's order -- read with plain SQL. None when the fast path cannot answer exactly:
     then use MLflow's API.
@@ -538,6 +582,8 @@ def search_runs(
     With ``lazy`` (the default) each run's ``data`` is read when first touched, for all runs
     of the search at once, so listing recorders does not pay for metrics, params and tags.
     The data is then as of that moment (MLflow's API reads it with the runs).
+
+    With ``light`` the runs are :class:`.entities.LightRun` (MLflow is not imported).
     """
     found = _select_runs(store, experiment_ids, filter_string, run_view_type, max_results, order_by)
     if found is None:
@@ -545,14 +591,12 @@ def search_runs(
     reader, rows = found
     if not rows:
         return []
-    from mlflow.entities import RunInputs, RunOutputs
-
     ids = [row[0] for row in rows]
     try:
         if _has_inputs(reader, ids):
             return None  # MLflow's Run would carry dataset inputs / model outputs: use the API
         if not lazy:
-            return _build_runs(reader, rows, ids, for_search=True)
+            return _build_runs(reader, rows, ids, for_search=True, light=light)
         # Runs without a name column need their tags for info.run_name: read those eagerly.
         nameless = {row[0] for row in rows if not row[1]}
         name_tags = (
@@ -561,8 +605,16 @@ def search_runs(
     except Exception as exc:  # noqa: BLE001
         logger.debug("qrecorder: fast search failed, using MLflow's API: %s", exc)
         return None
-    cls = _lazy_run_class()
     empty: list[tuple[Any, ...]] = []
+    if light:
+        light_runs: list[Any] = [LightRun(_run_info(row, name_tags.get(row[0], empty), True)) for row in rows]
+        light_batch = _Batch(reader, light_runs, light=True)
+        for run in light_runs:
+            run._batch = light_batch
+        return light_runs
+    from mlflow.entities import RunInputs, RunOutputs
+
+    cls = _lazy_run_class()
     with_outputs = _search_outputs()
     runs: list[Any] = [
         cls(
@@ -581,25 +633,31 @@ def search_runs(
 
 def _search_outputs() -> bool:
     """Whether MLflow's search_runs sets run.outputs (3.6 on; the schema guard knows)."""
-    from .schema import behaviour
+    from .guard import behaviour
 
     return behaviour().search_runs_outputs
 
 
 def _build_runs(
-    reader: _Reader, rows: list[tuple[Any, ...]], ids: list[str], for_search: bool = False
-) -> list[Run]:
+    reader: Database, rows: list[tuple[Any, ...]], ids: list[str], for_search: bool = False, light: bool = False
+) -> list[Any]:
     """Runs as MLflow builds them: ``get_run``'s always carry outputs, ``search_runs``' from 3.6."""
-    from mlflow.entities import Run, RunInputs, RunOutputs
-
     wanted = set(ids)
     selectors = _selectors(reader, ids)
     metrics = _children(reader, _METRIC_SELECT, selectors, wanted)
     params = _children(reader, _PARAM_SELECT, selectors, wanted)
     tags = _children(reader, _TAG_SELECT, selectors, wanted)
     empty: list[tuple[Any, ...]] = []
+    out: list[Any] = []
+    if light:
+        for row in rows:
+            run_tags = tags.get(row[0], empty)
+            data = _run_data(metrics.get(row[0], empty), params.get(row[0], empty), run_tags, True)
+            out.append(LightRun(_run_info(row, run_tags, True), data))
+        return out
+    from mlflow.entities import Run, RunInputs, RunOutputs
+
     outputs = RunOutputs([]) if not for_search or _search_outputs() else None
-    out = []
     for row in rows:
         run_id = row[0]
         run_tags = tags.get(run_id, empty)
@@ -609,9 +667,10 @@ def _build_runs(
     return out
 
 
-def get_run(store: Store, run_id: str) -> Run | None:
+def get_run(store: Store, run_id: str, *, light: bool = False) -> Any | None:
     """``MlflowClient.get_run`` by SQL (deleted runs included, as there); None when the fast
-    path does not apply or the run does not exist (the API then raises its error)."""
+    path does not apply or the run does not exist (the API then raises its error). With
+    ``light``, a :class:`.entities.LightRun`."""
     reader = reader_for(store)
     if reader is None or not enabled():
         return None
@@ -619,7 +678,7 @@ def get_run(store: Store, run_id: str) -> Run | None:
         rows = reader.rows(f"SELECT {_RUN_COLS} FROM runs r WHERE r.run_uuid = ?", [str(run_id)])
         if len(rows) != 1 or _has_inputs(reader, [str(run_id)]):
             return None
-        return _build_runs(reader, rows, [str(run_id)])[0]
+        return _build_runs(reader, rows, [str(run_id)], light=light)[0]
     except Exception as exc:  # noqa: BLE001
         logger.debug("qrecorder: fast get_run failed, using MLflow's API: %s", exc)
         return None
@@ -645,28 +704,14 @@ def search_frame(
             return None
         index = {run_id: i for i, run_id in enumerate(ids)}
         selectors = _selectors(reader, ids) if ids else []
-        metrics = _children(reader, _METRIC_SELECT_SHORT, selectors, index)
-        params = _children(reader, _PARAM_SELECT, selectors, index)
-        tags = _children(reader, _TAG_SELECT, selectors, index)
+        nan = float("nan")  # what np.nan is
+        metrics = _columns(reader, _METRIC_SELECT_SHORT, selectors, index, nan, True)
+        params = _columns(reader, _PARAM_SELECT, selectors, index, None, False)
+        tags = _columns(reader, _TAG_SELECT, selectors, index, None, False)
     except Exception as exc:  # noqa: BLE001
         logger.debug("qrecorder: fast search failed, using MLflow's API: %s", exc)
         return None
-    import numpy as np
     import pandas as pd
-
-    n = len(ids)
-    nan = float("nan")
-
-    def columns(children: Children, fill: Any, is_metric: bool) -> dict[str, list[Any]]:
-        cols: dict[str, list[Any]] = {}
-        for run_id, items in children.items():
-            i = index[run_id]
-            for item in items:
-                col = cols.get(item[0])
-                if col is None:
-                    col = cols[item[0]] = [fill] * n
-                col[i] = (nan if item[2] else item[1]) if is_metric else item[1]
-        return cols
 
     data: dict[str, Any] = {
         "run_id": ids,
@@ -676,16 +721,14 @@ def search_frame(
         "start_time": [r[5] for r in runs],
         "end_time": [r[6] for r in runs],
     }
-    for prefix, cols in (
-        ("metrics.", columns(metrics, np.nan, True)),
-        ("params.", columns(params, None, False)),
-        ("tags.", columns(tags, None, False)),
-    ):
+    for prefix, cols in (("metrics.", metrics), ("params.", params), ("tags.", tags)):
         for key in sorted(cols):
             data[prefix + key] = cols[key]
     frame = pd.DataFrame(data)
+    from ..frames import ms_to_datetime  # not pd.to_datetime: pandas < 3's float path (see there)
+
     for col in ("start_time", "end_time"):
-        frame[col] = pd.to_datetime(frame[col], unit="ms", utc=True)
+        frame[col] = ms_to_datetime(frame[col])
     return frame
 
 
@@ -706,6 +749,40 @@ def list_experiments(store: Store) -> list[tuple[str, str]] | None:
     return [(str(e), name) for e, name in rows]
 
 
-if hasattr(os, "register_at_fork"):
-    # A forked child opens its own stores (store.py); its readers must follow them.
-    os.register_at_fork(after_in_child=_readers.clear)
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    """An experiment as ``get_experiment`` / ``get_experiment_by_name`` describe it."""
+
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+    artifact_location: str | None
+
+
+def lookup_experiment(
+    store: Store, *, experiment_id: str | None = None, name: str | None = None
+) -> tuple[bool, ExperimentRow | None]:
+    """(answered, row): by id, else by name, deleted ones included (as MLflow's getters).
+    ``answered`` False: the fast path does not apply, use MLflow's API."""
+    reader = reader_for(store)
+    if reader is None or not enabled():
+        return False, None
+    cols = "experiment_id, name, lifecycle_stage, artifact_location"
+    try:
+        if experiment_id is not None:
+            text = str(experiment_id)
+            if not text.isdigit() or len(text) > 18:
+                return False, None  # MLflow gives its own error for these
+            rows = reader.rows(f"SELECT {cols} FROM experiments WHERE experiment_id = ?", [int(text)])
+        elif name is not None:
+            rows = reader.rows(f"SELECT {cols} FROM experiments WHERE name = ?", [name])
+        else:
+            return False, None
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("qrecorder: fast experiment lookup failed: %s", exc)
+        return False, None
+    if not rows:
+        return True, None
+    e, n, stage, location = rows[0]
+    return True, ExperimentRow(str(e), n, stage, location)

@@ -1,0 +1,284 @@
+"""One store's direct SQL access, decided once per store.
+
+:func:`database_for` answers, once per store and process, whether qrecorder may read and
+write MLflow's tables itself (the schema guard, :mod:`.guard`) and gives a :class:`Database`:
+
+- SQLite: plain :mod:`sqlite3` connections (one per thread), set up as MLflow's own engine
+  sets up its sessions (``foreign_keys=ON``) plus qrecorder's rules (``synchronous=NORMAL``,
+  a busy timeout that follows QRECORDER_RETRY_SECONDS, capped by a ``?timeout=`` in the URI).
+  Neither MLflow nor SQLAlchemy is imported: a fresh process answers in milliseconds.
+- PostgreSQL: raw DB-API connections of MLflow's own SQLAlchemy engine (the store's client
+  is opened for it).
+
+SQL is written once for both: ``?`` (positional) or ``:name`` (named) parameters, translated
+for psycopg. Nothing outside this package writes SQL against MLflow's schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import retry
+from .guard import Capabilities, Decision, direct_sql_allowed, sqlite_decision
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+logger = logging.getLogger("qrecorder")
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _workspaces_enabled() -> bool:
+    """MLflow's MLFLOW_ENABLE_WORKSPACES picks its workspace-aware store: the direct paths do
+    not apply to it."""
+    return os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("true", "1", "yes", "on")
+
+
+class Database:
+    """Direct SQL on one store's database (only made when the guard allows it)."""
+
+    dialect: str = ""
+    uri: str = ""  # for messages (no password)
+    decision: Decision
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        return self.decision.capabilities
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read rows (``?`` parameters), outside any write transaction."""
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction holding the write lock from its start; committed on success."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Tx:
+    """A transaction's cursor: ``execute``/``executemany`` with ``?`` or ``:name`` parameters."""
+
+    def __init__(self, cursor: Any, translate: bool) -> None:
+        self._cur = cursor
+        self._translate = translate
+
+    def _sql(self, sql: str) -> str:
+        if not self._translate:
+            return sql
+        return _NAMED.sub(r"%(\1)s", sql.replace("?", "%s"))
+
+    def execute(self, sql: str, params: Any = ()) -> Tx:
+        self._cur.execute(self._sql(sql), params)
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Any]) -> Tx:
+        self._cur.executemany(self._sql(sql), rows)
+        return self
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._cur.lastrowid
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._cur.fetchall())
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self._cur.fetchone()
+        return tuple(row) if row is not None else None
+
+
+class SqliteDatabase(Database):
+    """sqlite3 connections to one database file, one per thread (and process)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, decision: Decision, cap_ms: int | None = None) -> None:
+        self.path = path
+        self.uri = f"sqlite:///{path}"
+        self.decision = decision
+        self.cap_ms = cap_ms
+        self._local = threading.local()
+
+    def busy_ms(self) -> int:
+        ms = retry.sqlite_busy_timeout_ms()
+        return min(ms, self.cap_ms) if self.cap_ms is not None else ms
+
+    def connection(self) -> sqlite3.Connection:
+        local = self._local
+        con: sqlite3.Connection | None = getattr(local, "con", None)
+        ms = self.busy_ms()
+        if con is None or getattr(local, "pid", None) != os.getpid():
+            con = sqlite3.connect(str(self.path), timeout=ms / 1000, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA foreign_keys = ON")  # as MLflow's sessions
+            con.execute("PRAGMA synchronous = NORMAL")
+            local.con, local.pid, local.ms = con, os.getpid(), None
+        if local.ms != ms:
+            con.execute(f"PRAGMA busy_timeout = {int(ms)}")
+            local.ms = ms
+        return con
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.connection().execute(sql, tuple(params)).fetchall()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        con = self.connection()
+        con.execute("BEGIN IMMEDIATE")  # the write lock now (waiting up to the busy timeout)
+        try:
+            yield Tx(con.cursor(), translate=False)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+        try:
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")  # nothing was committed: a retry is safe
+            raise
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+            self._local.con = None
+
+
+class EngineDatabase(Database):
+    """Raw DB-API connections of MLflow's SQLAlchemy engine (PostgreSQL)."""
+
+    def __init__(self, engine: Any, decision: Decision) -> None:
+        self.engine = engine
+        self.uri = engine.url.render_as_string(hide_password=True)
+        self.decision = decision
+        self.dialect = engine.dialect.name
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(Tx(None, True)._sql(sql), tuple(params))
+                return [tuple(r) for r in cur.fetchall()]
+            finally:
+                cur.close()
+        finally:
+            try:
+                conn.rollback()  # end the implicit read transaction
+            finally:
+                conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                yield Tx(cur, translate=True)
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
+            finally:
+                cur.close()
+        finally:
+            conn.close()
+
+
+def mlflow_engine(client: Any) -> Any | None:
+    """The SQLAlchemy engine of MLflow's SQL tracking store behind ``client`` (None for others).
+
+    The one place that reaches into MLflow's private client structure."""
+    return getattr(mlflow_sql_store(client), "engine", None)
+
+
+def mlflow_sql_store(client: Any) -> Any:
+    return client._tracking_client.store
+
+
+_databases: dict[str, Database | None] = {}
+_lock = threading.Lock()
+
+
+def database_for(store: Store) -> Database | None:
+    """The store's :class:`Database`, or None when direct SQL does not apply (decided once)."""
+    key = store.uri
+    try:
+        return _databases[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key not in _databases:
+            _databases[key] = _open(store)
+    return _databases[key]
+
+
+def _open(store: Store) -> Database | None:
+    if store.kind not in ("sqlite", "postgresql") or _workspaces_enabled():
+        return None
+    try:
+        if store.kind == "sqlite":
+            path = store.location.path
+            if path is None or not path.is_file():
+                return None
+            db = SqliteDatabase(path, Decision(False, "", "undecided"), store.location.sqlite_timeout_ms)
+            decision = sqlite_decision(db.connection(), path)
+            if not decision.allowed:
+                db.close()
+                return None
+            db.decision = decision
+            return db
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        sql_store = mlflow_sql_store(store.client)
+        if type(sql_store) is not SqlAlchemyStore:  # e.g. the workspace-aware store
+            return None
+        engine = sql_store.engine
+        if engine.dialect.name != "postgresql" or engine.dialect.paramstyle not in ("format", "pyformat"):
+            return None
+        decision = direct_sql_allowed(engine)
+        return EngineDatabase(engine, decision) if decision.allowed else None
+    except Exception as exc:  # noqa: BLE001 - any surprise means: use MLflow's API
+        logger.debug("qrecorder: direct SQL unavailable for %s: %s", store.uri, exc)
+        return None
+
+
+def forget(store_uri: str | None = None) -> None:
+    """Drop the cached decisions (all, or ``store_uri``'s), e.g. after ``mlflow db upgrade``."""
+    from . import guard
+
+    with _lock:
+        dropped = list(_databases.values()) if store_uri is None else [_databases.pop(store_uri, None)]
+        if store_uri is None:
+            _databases.clear()
+    for db in dropped:
+        if db is not None:
+            db.close()
+    guard.forget()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _databases.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
