@@ -337,3 +337,22 @@ def test_experiment_renamed_or_deleted_by_someone_else_is_noticed(R):
     with pytest.raises(ExperimentDeletedError):
         with R.start(experiment_name="moving"):
             pass
+
+
+def test_recorders_and_experiments_pickle_and_clients_see_queued_values(R):
+    """Qlib's TrainerR pickles recorders; Qlib's users read through ``rec.client`` mid-run."""
+    import pickle
+
+    with R.start(experiment_name="pk", recorder_name="r"):
+        R.log_metrics(step=0, loss=1.0)
+        R.log_metrics(step=1, loss=0.5)
+        rec = R.get_recorder()
+        history = rec.client.get_metric_history(rec.id, "loss")  # queued values are written first
+        assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5)]
+        assert R.get_exp().client.get_run(rec.id).data.metrics == {"loss": 0.5}
+    back = pickle.loads(pickle.dumps(rec))
+    assert (type(back), back.id, back.name, back.experiment_id, back.status) == (type(rec), rec.id, "r", rec.experiment_id, "FINISHED")
+    assert back.list_metrics() == {"loss": 0.5}
+    exp = pickle.loads(pickle.dumps(R.get_exp(experiment_name="pk")))
+    assert (exp.id, exp.name) == (rec.experiment_id, "pk")
+    assert [r.id for r in exp.list_recorders(rtype="list")] == [rec.id]

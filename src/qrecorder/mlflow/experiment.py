@@ -31,7 +31,13 @@ class MLflowExperiment(Experiment):
 
     @property
     def client(self) -> Any:
+        """MLflow's client for this store; values this process queued are written first."""
+        self._store.sync()
         return self._store.client
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as (id, name, store uri)."""
+        return (type(self), (self.id, self.name, self._uri))
 
     def create_recorder(self, recorder_name: str | None = None) -> MLflowRecorder:
         """A new, not yet started recorder (it gets its id when started)."""
@@ -110,7 +116,7 @@ class MLflowExperiment(Experiment):
             recorder_id = self._get_recorder(recorder_name=recorder_name).id
         else:
             self._get_recorder(recorder_id=recorder_id)
-        calls.call(self.client.delete_run, recorder_id)
+        calls.call(self._store.client.delete_run, recorder_id)
 
 
 def _recorder_by_id(store: Store, recorder_id: str, recorder_class: type[MLflowRecorder] = MLflowRecorder) -> MLflowRecorder:

@@ -167,7 +167,22 @@ class MLflowRecorder(Recorder):
 
     @property
     def client(self) -> Any:
+        """MLflow's client for this recorder's store (Qlib's ``MLflowRecorder.client``). Values this
+        process queued are written first, so ``rec.client.get_metric_history(rec.id, ...)`` in the
+        middle of a run sees what was logged."""
+        self._store.sync()
         return self._store.client
+
+    @property
+    def _client(self) -> Any:
+        """The client for qrecorder's own calls (no sync: the writer orders them itself)."""
+        return self._store.client
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as (store, run) coordinates: Qlib's TrainerR and task tools pickle recorders."""
+        state = (self.experiment_id, self._uri, self.name, self.id, self.status, self.start_time, self.end_time,
+                 self._artifact_uri)
+        return (_rebuild_recorder, (type(self), state))
 
     def get_artifact_uri(self) -> str:
         if self._artifact_uri is None:
@@ -229,13 +244,13 @@ class MLflowRecorder(Recorder):
         if self.id is None:
             run = self._create_run_directly(tags)
             if run is None:
-                run = calls.call(self.client.create_run, self.experiment_id, run_name=self.name, tags=tags)
+                run = calls.call(self._client.create_run, self.experiment_id, run_name=self.name, tags=tags)
             resumed = False
         else:
             run = self._fetch_run()
             if run.info.lifecycle_stage == "deleted":
                 raise RecorderNotFoundError(f"Recorder {self.id} is deleted and cannot be resumed.")
-            client = self.client
+            client = self._client
             calls.call(client.update_run, self.id, status=Recorder.STATUS_R)
             calls.call(client.log_batch, self.id, tags=_run_tags(tags))
             resumed = True
@@ -320,7 +335,7 @@ class MLflowRecorder(Recorder):
                 if sink is not None:
                     calls.call(sink.set_terminated, run_id, final, end_ms)
                 else:
-                    calls.call(self.client.set_terminated, run_id, final, end_time=end_ms)
+                    calls.call(self._client.set_terminated, run_id, final, end_time=end_ms)
         except Exception as exc:
             if error is None:
                 raise
@@ -352,7 +367,7 @@ class MLflowRecorder(Recorder):
         from mlflow.exceptions import MlflowException
 
         try:
-            return calls.call(self.client.get_run, self._require_id())
+            return calls.call(self._client.get_run, self._require_id())
         except MlflowException as exc:
             raise RecorderNotFoundError(f"No recorder with id {self.id!r} in {self._uri}: {exc.message}") from exc
 
@@ -380,7 +395,7 @@ class MLflowRecorder(Recorder):
         run_id = self._require_id()
         self._store.writer.flush(run_id)
         for key in keys:
-            calls.call(self.client.delete_tag, run_id, key)
+            calls.call(self._client.delete_tag, run_id, key)
             own = self._own
             if own is not None:
                 own.tags.pop(key, None)
@@ -456,9 +471,9 @@ class MLflowRecorder(Recorder):
                                    for f in path.rglob("*") if f.is_file()])
             return
         if path.is_dir():
-            calls.call(self.client.log_artifacts, run_id, str(path), artifact_path)
+            calls.call(self._client.log_artifacts, run_id, str(path), artifact_path)
         else:
-            calls.call(self.client.log_artifact, run_id, str(path), artifact_path)
+            calls.call(self._client.log_artifact, run_id, str(path), artifact_path)
 
     def _save_objects(self, objs: Mapping[str, Any], artifact_path: str | None) -> None:
         run_id = self._require_id()
@@ -510,7 +525,7 @@ class MLflowRecorder(Recorder):
         else:
             from mlflow.entities import RunTag
 
-            calls.call(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
+            calls.call(self._client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags])
         own = self._own_run()
         if own is not None:
             own.tags.update(tags)
@@ -598,7 +613,7 @@ class MLflowRecorder(Recorder):
 
     def list_artifacts(self, artifact_path: str | None = None) -> list[str]:
         run_id = self._require_id()
-        return [a.path for a in calls.call(self.client.list_artifacts, run_id, artifact_path)]
+        return [a.path for a in calls.call(self._client.list_artifacts, run_id, artifact_path)]
 
     def download_artifact(self, path: str, dst_path: str | None = None) -> str:
         """Copy an artifact (file or folder) to ``dst_path`` (a temp folder by default)."""
@@ -607,7 +622,7 @@ class MLflowRecorder(Recorder):
             Path(dst_path).mkdir(parents=True, exist_ok=True)
         if self._local_artifact_dir() is None:
             return calls.call(self._repo().download_artifacts, path, dst_path)
-        return calls.call(self.client.download_artifacts, run_id, path, dst_path)
+        return calls.call(self._client.download_artifacts, run_id, path, dst_path)
 
     # ------------------------------------------------------------------ reads
     def _synced_run(self) -> Run:
@@ -644,7 +659,7 @@ class MLflowRecorder(Recorder):
         """(step, value, timestamp) of every value logged for ``key``, in step order."""
         run_id = self._require_id()
         self._store.writer.flush(run_id)
-        history = calls.call(self.client.get_metric_history, run_id, key)
+        history = calls.call(self._client.get_metric_history, run_id, key)
         return sorted(((m.step, m.value, m.timestamp) for m in history), key=lambda t: (t[0], t[2]))
 
     def _expand(self, key: str, value: str, kind: str) -> str:
@@ -733,3 +748,12 @@ def _user(kind: str) -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         return "unknown"
+
+
+def _rebuild_recorder(cls: type[MLflowRecorder], state: tuple[Any, ...]) -> MLflowRecorder:
+    """Unpickle a recorder: the same run on the same store, not running in this process."""
+    experiment_id, uri, name, rid, status, start_time, end_time, artifact_uri = state
+    rec = cls(experiment_id, uri, name)
+    rec.id, rec.status, rec.start_time, rec.end_time = rid, status, start_time, end_time
+    rec._artifact_uri = artifact_uri
+    return rec

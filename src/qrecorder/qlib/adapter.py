@@ -58,14 +58,6 @@ class QlibRunRecorder(MLflowRecorder, _QlibRecorderBase):
 
     async_log = None  # Qlib's MLflowRecorder attribute; qrecorder's batched writer does its job
 
-    @property
-    def client(self) -> Any:
-        """The MlflowClient of this recorder's store (Qlib's ``MLflowRecorder.client``), with
-        every value this process queued written first: ``rec.client.get_metric_history(rec.id,
-        ...)`` in the middle of a run sees what was logged, as with Qlib's recorder."""
-        self._store.sync()
-        return self._store.client
-
     def load_object(self, name: str, unpickler: Any = None, **kwargs: Any) -> Any:
         """Unpickle artifact ``name`` (checksum-verified); Qlib's LoadObjectError on failure."""
         try:
@@ -74,18 +66,6 @@ class QlibRunRecorder(MLflowRecorder, _QlibRecorderBase):
             raise
         except errors.LoadObjectError as exc:
             raise LoadObjectError(str(exc)) from exc
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        state = (self.experiment_id, self.uri, self.name, self.id, self.status, self.start_time, self.end_time, self.artifact_uri)
-        return (_rebuild_recorder, (type(self), state))
-
-
-def _rebuild_recorder(cls: type[QlibRunRecorder], state: tuple[Any, ...]) -> QlibRunRecorder:
-    experiment_id, uri, name, rid, status, start_time, end_time, artifact_uri = state
-    rec = cls(experiment_id, uri, name)
-    rec.id, rec.status, rec.start_time, rec.end_time = rid, status, start_time, end_time
-    rec._artifact_uri = artifact_uri
-    return rec
 
 
 class QlibExperiment(MLflowExperiment, _QlibExperimentBase):
@@ -112,9 +92,6 @@ class QlibExperiment(MLflowExperiment, _QlibExperimentBase):
         """MLflow ``Run`` objects of this experiment, newest first (what Qlib returned)."""
         return _search_runs(self._store, [self.id], **kwargs)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.id, self.name, self.uri))
-
 
 class QlibFlavouredExperiment(MLflowExperiment, _QlibExperimentBase):
     """What qrecorder's own ``R`` makes experiments as while Qlib is imported (the one-line swap):
@@ -123,9 +100,6 @@ class QlibFlavouredExperiment(MLflowExperiment, _QlibExperimentBase):
     as Qlib's record templates and collectors expect, and both pickle."""
 
     recorder_class = QlibRunRecorder
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.id, self.name, self.uri))
 
 
 class QlibExpManager(MLflowExpManager, _QlibExpManagerBase):
