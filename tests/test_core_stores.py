@@ -108,3 +108,44 @@ def test_postgresql_direct(R, pg_uri: str, store_dir: Path, monkeypatch):
         assert len(rec.get_metric_history("loss")) == 1500
         pd.testing.assert_frame_equal(rec.load_object("frame"), pd.DataFrame({"x": [1]}))
         assert Path(rec.get_local_dir()).is_relative_to(store_dir / "pg-artifacts")
+
+
+def test_mlflow_telemetry_is_off_even_when_mlflow_was_imported_first(tmp_path: Path):
+    """MLflow's telemetry thread removes an environment variable while qrecorder's writer thread
+    may iterate os.environ (requests does, per HTTP request): a log-batch failed with KeyError
+    '_MLFLOW_TELEMETRY_SESSION_ID'. qrecorder turns it off unless the user set it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    ci_markers = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE")
+    env = {k: v for k, v in os.environ.items() if k not in ci_markers and k != "MLFLOW_DISABLE_TELEMETRY"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    code = """
+import sys
+order = sys.argv[1]
+if order == "mlflow-first":
+    import mlflow
+    from mlflow.telemetry.client import get_telemetry_client
+    assert get_telemetry_client() is not None, "the check is void: MLflow's telemetry did not start"
+from qrecorder import R
+R.set_uri("sqlite:///" + sys.argv[2])
+with R.start(experiment_name="t"):
+    R.log_metrics(x=1.0)
+    R.get_recorder().client  # MLflow's client is open
+import os
+from mlflow.telemetry.client import get_telemetry_client
+print(get_telemetry_client(), os.environ.get("MLFLOW_DISABLE_TELEMETRY"), "_MLFLOW_TELEMETRY_SESSION_ID" in os.environ)
+"""
+    for order in ("mlflow-first", "qrecorder-first"):
+        out = subprocess.run([sys.executable, "-c", code, order, str(tmp_path / f"{order}.db")], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["None", "true", "False"], (order, out.stdout)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "false"  # the user's choice stands
+    out = subprocess.run([sys.executable, "-c", code, "mlflow-first", str(tmp_path / "opt-in.db")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("<mlflow.telemetry.client.TelemetryClient") and out.stdout.split()[-2] == "false", out.stdout

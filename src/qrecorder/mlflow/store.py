@@ -321,6 +321,22 @@ def _unique_start_ms() -> int:
         return _last_start_ms
 
 
+def _stop_disabled_telemetry() -> None:
+    """If MLflow was imported before qrecorder, its telemetry thread may already run although
+    MLFLOW_DISABLE_TELEMETRY is set now: stop it before any writer thread exists (see
+    qrecorder/mlflow/__init__.py for the race it causes)."""
+    import sys
+
+    telemetry = sys.modules.get("mlflow.telemetry.client")
+    if telemetry is None or os.environ.get("MLFLOW_DISABLE_TELEMETRY", "").lower() not in ("true", "1"):
+        return
+    try:
+        if telemetry.get_telemetry_client() is not None:
+            telemetry.set_telemetry_client()  # disabled: clears the client and its session variable once
+    except Exception as exc:  # noqa: BLE001 - MLflow's internals moved: telemetry stays as MLflow left it
+        logger.debug("qrecorder: MLflow telemetry not stopped: %s", exc)
+
+
 def _client_class() -> type[MlflowClient]:
     """MlflowClient whose create_run and create_experiment never create twice.
 
@@ -337,6 +353,8 @@ def _client_class() -> type[MlflowClient]:
         return _CLIENT_CLASS
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
+
+    _stop_disabled_telemetry()
 
     class QRecorderClient(MlflowClient):
         def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):  # type: ignore[no-untyped-def]
