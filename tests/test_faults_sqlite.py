@@ -198,14 +198,18 @@ print("done", fail)
 
 
 def test_a_creation_whose_reply_was_lost_is_not_made_twice(tmp_path: Path) -> None:
-    """create_run / create_experiment commit, then fail as 'database is locked': the retry
-    finds the run (or experiment) the first attempt made instead of making another."""
+    """MLflow's create_run / create_experiment commit, then fail as 'database is locked': the
+    retry finds the run (or experiment) the first attempt made instead of making another.
+
+    On SQLite qrecorder creates runs by direct SQL (sqlite3, BEGIN IMMEDIATE ... COMMIT, where
+    a failed COMMIT commits nothing and is rolled back), so MLflow's path, used for other
+    stores and with QRECORDER_FAST_WRITE=0, is the one a lost reply can hit: test it there."""
     db = tmp_path / "lost.db"
     script = tmp_path / "lost.py"
     script.write_text(LOST_REPLY)
     out = subprocess.run(
         [sys.executable, str(script), f"sqlite:///{db}", "2", "1"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=_env(QRECORDER_FAST_WRITE="0"), capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "done {'create_run': 0, 'create_experiment': 0}" in out.stdout  # the faults really fired

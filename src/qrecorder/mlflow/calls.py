@@ -22,7 +22,8 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     deadline = retry.Deadline()
     while True:
         try:
-            return fn(*args, **kwargs)
+            with retry.within(deadline):
+                return fn(*args, **kwargs)
         except Exception as exc:
             _raise_if_final(exc, deadline, fn)
             delay = deadline.next_delay()
@@ -41,13 +42,14 @@ def call_once(create: Callable[[], T], find: Callable[[], T | None], what: Calla
     unverified = False
     while True:
         try:
-            if unverified:
-                found = find()
-                unverified = False
-                if found is not None:
-                    logger.warning("qrecorder: %s: an earlier attempt had succeeded; using its result", _name(what))
-                    return found
-            return create()
+            with retry.within(deadline):
+                if unverified:
+                    found = find()
+                    unverified = False
+                    if found is not None:
+                        logger.warning("qrecorder: %s: an earlier attempt had succeeded; using its result", _name(what))
+                        return found
+                return create()
         except Exception as exc:
             _raise_if_final(exc, deadline, what)
             unverified = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import random
 import time
@@ -165,3 +167,27 @@ class Deadline:
         step = min(self._delay * (0.5 + random.random()), self._cap, remaining)
         self._delay = min(self._delay * 2, self._cap)
         return step
+
+
+_active_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("qrecorder_deadline", default=None)
+
+
+@contextlib.contextmanager
+def within(deadline: Deadline) -> Iterator[None]:
+    """Make ``deadline`` the one lock waits of this thread are bounded by (see ``bounded_wait_ms``)."""
+    token = _active_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _active_deadline.reset(token)
+
+
+def bounded_wait_ms(ms: int) -> int:
+    """``ms``, or less when the operation in progress has less of its budget left: a lock wait
+    inside a retried call never runs past the call's budget (at least 1 ms, so SQLite still
+    tries once)."""
+    deadline = _active_deadline.get()
+    if deadline is None:
+        return ms
+    remaining = int((deadline.budget - deadline.elapsed) * 1000)
+    return max(1, min(ms, remaining))

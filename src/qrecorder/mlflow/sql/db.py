@@ -115,8 +115,10 @@ class SqliteDatabase(Database):
         self._local = threading.local()
 
     def busy_ms(self) -> int:
+        """The lock wait: the budget, capped by ``?timeout=`` and by what the call in progress has left."""
         ms = retry.sqlite_busy_timeout_ms()
-        return min(ms, self.cap_ms) if self.cap_ms is not None else ms
+        ms = min(ms, self.cap_ms) if self.cap_ms is not None else ms
+        return retry.bounded_wait_ms(ms)
 
     def connection(self) -> sqlite3.Connection:
         local = self._local
