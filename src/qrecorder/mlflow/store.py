@@ -230,11 +230,17 @@ def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowCl
             with _schema_file_lock(lock_path, location):
                 if not location.path.exists() or location.path.stat().st_size == 0:
                     template.create_from_template(location.path)  # else MLflow migrates (~3 s)
-                _enable_wal(location.path)
+                from .sql.files import writable
+
+                if writable(location.path):
+                    _enable_wal(location.path)
                 if not template.at_known_head(location.path):
                     client = _client_class()(tracking_uri=location.uri)  # MLflow creates/migrates
         else:
-            _enable_wal(location.path)
+            from .sql.files import writable
+
+            if writable(location.path):  # else a read-only copy: read as it is (sql/files.py)
+                _enable_wal(location.path)
     except Exception as exc:
         if not isinstance(exc, (OSError, sqlite3.Error)) and not _is_mlflow_error(exc):
             raise

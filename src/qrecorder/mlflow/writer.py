@@ -425,6 +425,9 @@ def close_all_writers(timeout: float | None = 30.0) -> None:
     """Flush and stop every writer of this process (called at interpreter exit)."""
     for writer in list(_all_writers):
         writer.close(timeout)
+    from .sql.db import close_all_connections
+
+    close_all_connections()  # after the writers: nothing writes through them any more
 
 
 def _after_fork_in_child() -> None:

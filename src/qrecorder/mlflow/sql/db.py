@@ -113,6 +113,9 @@ class SqliteDatabase(Database):
         self.decision = decision
         self.cap_ms = cap_ms
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's connection, closed at exit
+        self._generation = 0  # bumped by close_all: threads reconnect after it
+        _open_databases.append(self)
 
     def busy_ms(self) -> int:
         """The lock wait: the budget, capped by ``?timeout=`` and by what the call in progress has left."""
@@ -124,11 +127,17 @@ class SqliteDatabase(Database):
         local = self._local
         con: sqlite3.Connection | None = getattr(local, "con", None)
         ms = self.busy_ms()
-        if con is None or getattr(local, "pid", None) != os.getpid():
-            con = sqlite3.connect(str(self.path), timeout=ms / 1000, isolation_level=None, check_same_thread=False)
+        if con is None or getattr(local, "pid", None) != os.getpid() or local.gen != self._generation:
+            from .files import read_uri, writable
+
+            # A store on a read-only medium is opened for reading (writes then say "read-only").
+            target, as_uri = (str(self.path), False) if writable(self.path) else (read_uri(self.path), True)
+            con = sqlite3.connect(target, timeout=ms / 1000, isolation_level=None, check_same_thread=False, uri=as_uri)
             con.execute("PRAGMA foreign_keys = ON")  # as MLflow's sessions
             con.execute("PRAGMA synchronous = NORMAL")
-            local.con, local.pid, local.ms = con, os.getpid(), None
+            local.con, local.pid, local.ms, local.gen = con, os.getpid(), None, self._generation
+            with _open_lock:
+                self._opened.append(con)
         if local.ms != ms:
             con.execute(f"PRAGMA busy_timeout = {int(ms)}")
             local.ms = ms
@@ -160,6 +169,29 @@ class SqliteDatabase(Database):
             with contextlib.suppress(sqlite3.Error):
                 con.close()
             self._local.con = None
+
+    def close_all(self) -> None:
+        """Close every thread's connection of this process. The last close of a WAL database
+        moves the WAL into the file and removes ``-wal``/``-shm``: left behind, a copy of the
+        store on a read-only medium could not be opened."""
+        with _open_lock:
+            opened, self._opened = [con for con in self._opened], []
+            self._generation += 1
+        if getattr(self._local, "pid", None) != os.getpid():
+            return  # a forked child does not close its parent's connections
+        for con in opened:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+
+
+_open_databases: list[SqliteDatabase] = []
+_open_lock = threading.Lock()
+
+
+def close_all_connections() -> None:
+    """Close the direct SQLite connections of this process (at exit, after the writers)."""
+    for database in list(_open_databases):
+        database.close_all()
 
 
 class EngineDatabase(Database):

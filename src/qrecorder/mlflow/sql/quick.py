@@ -31,7 +31,9 @@ def connect(db_path: Path | None) -> sqlite3.Connection | None:
     from .guard import sqlite_decision  # standard library only: MLflow is not imported
 
     try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+        from .files import read_uri
+
+        con = sqlite3.connect(read_uri(db_path), uri=True, timeout=30)
     except sqlite3.Error:
         return None
     if not sqlite_decision(con, db_path.resolve()).allowed:

@@ -85,7 +85,9 @@ def expected_head() -> str | None:
 
 def _revision_of(path: Path) -> str | None:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        from .files import read_uri
+
+        con = sqlite3.connect(read_uri(path), uri=True, timeout=1.0)
     except sqlite3.Error:
         return None
     try:
