@@ -4,6 +4,7 @@ value is readable and no process saw an error."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -120,14 +121,19 @@ print("done", wid, calls["lost"])
 def test_sixteen_writers_create_each_run_exactly_once(tmp_path: Path) -> None:
     """16 processes x 25 runs on one fresh SQLite store, with creations whose answer is lost
     (committed, then reported as 'database is locked'): exactly 400 runs, none empty, every
-    one FINISHED with all its values (a 16-writer run once ended with 1,601 runs for 1,600)."""
+    one FINISHED with all its values (a 16-writer run once ended with 1,601 runs for 1,600).
+
+    The lost answer is injected into MLflow's create_run, so the workers use MLflow's creation
+    path (QRECORDER_FAST_WRITE=0); qrecorder's direct-SQL creation on SQLite commits or rolls
+    back in one sqlite3 transaction (no answer to lose) and is raced by test_core_concurrency."""
     db = tmp_path / "sixteen.db"
     uri = f"sqlite:///{db}"
     script = tmp_path / "worker16.py"
     script.write_text(WORKER16.format(runs=RUNS16, steps=STEPS16))
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), uri, str(w)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, str(script), uri, str(w)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "QRECORDER_FAST_WRITE": "0"},
         )
         for w in range(WRITERS16)
     ]
