@@ -7,6 +7,8 @@ import copy
 import pickle
 from pathlib import Path
 
+import pytest
+
 from qrecorder.mlflow.sql import reads, writes
 from qrecorder.mlflow.store import get_store
 
@@ -25,3 +27,22 @@ def test_listed_light_runs_pickle_and_deepcopy(tmp_path: Path) -> None:
         assert type(copied).__name__ == "LightRun"
         assert copied.info == made.info
         assert copied.data.tags == {"k": "v", "mlflow.runName": "r"}
+
+
+def test_too_long_artifact_location_refused_as_mlflow_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's create_experiment refuses an artifact location longer than
+    MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH (2048 by default; a root with non-ASCII folders is
+    percent-encoded, 9 characters per CJK letter): the direct path wrote it anyway."""
+    from mlflow.exceptions import MlflowException
+
+    from qrecorder.mlflow.manager import MLflowExpManager
+
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "40")
+    monkeypatch.setenv("QRECORDER_ARTIFACT_ROOT", str(tmp_path / ("实" * 10)))
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    manager = MLflowExpManager(uri)
+    with pytest.raises(MlflowException, match="artifact path length"):
+        manager.create_exp("e")
+    assert get_store(uri).client.get_experiment_by_name("e") is None
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "2048")
+    assert manager.create_exp("e").name == "e"

@@ -285,6 +285,16 @@ def _is_unique_violation(exc: BaseException) -> bool:
     return type(exc).__name__ in ("IntegrityError", "UniqueViolation") and ("unique" in text or "duplicate" in text)
 
 
+def location_fits(artifact_location: str) -> bool:
+    """MLflow's ``create_experiment`` refuses an artifact location longer than
+    MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH (2048): False when MLflow must answer (with its error)."""
+    try:
+        limit = int(os.environ.get("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "2048"))
+    except ValueError:
+        return False
+    return len(artifact_location) <= limit
+
+
 def create_experiment(db: Database, name: str, artifact_location: str, tags: dict[str, str]) -> str:
     """The rows of MLflow's ``create_experiment`` (experiments, experiment_tags); its id.
 
