@@ -4,6 +4,7 @@ from MLflow's API (rows, answers, errors), fixed to agree."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 from pathlib import Path
 
@@ -46,3 +47,47 @@ def test_too_long_artifact_location_refused_as_mlflow_does(tmp_path: Path, monke
     assert get_store(uri).client.get_experiment_by_name("e") is None
     monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "2048")
     assert manager.create_exp("e").name == "e"
+
+
+def _sqlite(path: Path, sql: str) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        con.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_missing_default_experiment_recreated_as_mlflow_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's store inserts experiment 0 whenever it is missing (an old store whose Default
+    was deleted and purged), not only into an empty table: the cold path listed no Default."""
+    import shutil
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    mine, ref = tmp_path / "mine.db", tmp_path / "ref.db"
+    store = get_store(f"sqlite:///{mine}")
+    db = reads.reader_for(store)
+    assert db is not None
+    writes.create_experiment(db, "e", (tmp_path / "e").as_uri(), {})
+    reads.forget()
+    _sqlite(mine, "DELETE FROM experiments WHERE experiment_id = 0")
+    shutil.copy(mine, ref)
+    code = (
+        "import sys; from qrecorder import R; R.set_uri(sys.argv[1]); "
+        "print(sorted(R.list_experiments()), 'mlflow' in sys.modules)"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run([sys.executable, "-c", code, f"sqlite:///{mine}"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": src}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = sorted(e.name for e in MlflowClient(f"sqlite:///{ref}").search_experiments())
+    assert expected == ["Default", "e"]
+    assert out.stdout.split("\n")[0] == f"{expected} False"
+    got, want = (MlflowClient(f"sqlite:///{p}").get_experiment("0") for p in (mine, ref))
+    assert (got.name, got.artifact_location, got.lifecycle_stage) == (want.name, want.artifact_location, want.lifecycle_stage)

@@ -90,7 +90,7 @@ class Store:
         return database_for(self)
 
     def _default_experiment_ready(self) -> bool:
-        """MLflow inserts its Default experiment (id 0) into a database without experiments when
+        """MLflow inserts its Default experiment (id 0) into a database that lacks it when
         it opens it; without MLflow the direct path does the same. False: MLflow must open it."""
         db = self.direct
         if db is None:

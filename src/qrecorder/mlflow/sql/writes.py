@@ -243,17 +243,21 @@ def default_artifact_root() -> str | None:
     return Path.cwd().joinpath("mlruns").as_posix()
 
 
+_DEFAULT_EXISTS = "SELECT 1 FROM experiments WHERE experiment_id = 0"
+
+
 def ensure_default_experiment(db: Database) -> bool:
-    """Insert MLflow's Default experiment (id 0) when the database has no experiment at all,
-    as MLflow's store does when it opens one. False when that must be left to MLflow."""
-    if db.rows("SELECT 1 FROM experiments LIMIT 1"):
+    """Insert MLflow's Default experiment (id 0) when the database lacks it (new, or an old
+    store whose Default was deleted and purged), as MLflow's store does whenever it opens
+    one. False when that must be left to MLflow."""
+    if db.rows(_DEFAULT_EXISTS):
         return True
     root = default_artifact_root()
     location = append_to_uri_path(root, "0") if root is not None else None
     if location is None:
         return False
     with db.transaction() as tx:
-        if tx.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None:
+        if tx.execute(_DEFAULT_EXISTS).fetchone() is None:
             _insert_default(tx, db, location)
     return True
 
