@@ -91,3 +91,25 @@ def test_missing_default_experiment_recreated_as_mlflow_does(tmp_path: Path, mon
     assert out.stdout.split("\n")[0] == f"{expected} False"
     got, want = (MlflowClient(f"sqlite:///{p}").get_experiment("0") for p in (mine, ref))
     assert (got.name, got.artifact_location, got.lifecycle_stage) == (want.name, want.artifact_location, want.lifecycle_stage)
+
+
+def test_ending_a_run_deleted_meanwhile_leaves_it_as_mlflow_does(R: object, sqlite_uri: str) -> None:  # noqa: N803
+    """MLflow's set_terminated refuses a deleted run and changes nothing; the direct end of run
+    wrote FINISHED and an end time into it, then raised."""
+    import sqlite3
+
+    from qrecorder.errors import LoggingFailedError, RecorderNotFoundError
+
+    store = get_store(sqlite_uri)
+    assert store.sql_sink is not None
+    # (LoggingFailedError when the writer's pending values hit the deleted run first.)
+    with pytest.raises((RecorderNotFoundError, LoggingFailedError), match="must be in the 'active' state"):
+        with R.start(experiment_name="e", recorder_name="r"):  # type: ignore[attr-defined]
+            run_id = R.get_recorder().id  # type: ignore[attr-defined]
+            store.client.delete_run(run_id)
+    con = sqlite3.connect(str(store.location.path))
+    try:
+        row = con.execute("SELECT status, end_time, lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    finally:
+        con.close()
+    assert row == ("RUNNING", None, "deleted")

@@ -381,6 +381,7 @@ def finish_run(
     """End a run unless ``qrec gc`` marked it stale (tag ``stale_tag`` = '1') meanwhile: None
     when ended; else the ``returned`` tags are written and the run's tags returned."""
     with db.transaction() as tx:
+        check_active(tx, run_id)  # as MLflow's set_terminated: a deleted run is refused, unchanged
         hit = tx.execute(_FINISH, {"status": status, "end_time": end_ms, "run_uuid": run_id, "stale_key": stale_tag}).rowcount
         if hit == 1:
             return None
