@@ -113,3 +113,14 @@ def test_ending_a_run_deleted_meanwhile_leaves_it_as_mlflow_does(R: object, sqli
     finally:
         con.close()
     assert row == ("RUNNING", None, "deleted")
+
+
+def test_corrupted_store_file_refused_clearly(tmp_path: Path) -> None:
+    """A file that is not a SQLite database: a StoreError naming it (was a bare
+    sqlite3.DatabaseError from the WAL set-up, without the path)."""
+    from qrecorder.errors import StoreError
+
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database " * 500)
+    with pytest.raises(StoreError, match=r"bad\.db is not a readable SQLite database"):
+        get_store(f"sqlite:///{bad}")

@@ -436,6 +436,11 @@ def _sqlite_open_error(exc: BaseException, location: StoreLocation) -> StoreErro
             f"{lock_path_for(location)}). Give write access to the file and its folder, or copy the store to a "
             "writable folder and point QRECORDER_URI at the copy."
         )
+    if "file is not a database" in text or "disk image is malformed" in text:
+        return StoreError(
+            f"The SQLite store {path} is not a readable SQLite database ({_first_line(exc)}): the file is "
+            "corrupted or is something else. Restore it from a backup, or point QRECORDER_URI at another file."
+        )
     if "database or disk is full" in text or "no space left" in text:
         return StoreError(
             f"The SQLite store {path} cannot be opened: the disk is full ({_first_line(exc)}). Free space in "
