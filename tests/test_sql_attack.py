@@ -124,3 +124,48 @@ def test_corrupted_store_file_refused_clearly(tmp_path: Path) -> None:
     bad.write_bytes(b"not a database " * 500)
     with pytest.raises(StoreError, match=r"bad\.db is not a readable SQLite database"):
         get_store(f"sqlite:///{bad}")
+
+
+@pytest.mark.parametrize("folder", ["e%41f", "a?b", "c#d", "sp ace ü", "p%2"])
+def test_sqlite_uri_names_the_file_mlflow_opens(tmp_path: Path, folder: str) -> None:
+    """The resolved URI is what SQLAlchemy (so MLflow's client) reads back to the same file,
+    and resolving it again changes nothing: "e%2541f" was resolved to ".../e%41f/..." and then,
+    decoded once more, to ".../eAf/...", another folder than MLflow opens."""
+    from sqlalchemy.engine import make_url
+
+    from qrecorder.uri import resolve_uri, sqlite_uri_path
+
+    path = tmp_path / folder / "mlflow.db"
+    given = sqlite_uri_path(path)
+    location = resolve_uri(given)
+    assert location.path == path
+    assert make_url(location.uri).database == str(path)
+    assert resolve_uri(location.uri) == location
+    timed = resolve_uri(given + "?timeout=5")
+    assert (timed.path, make_url(timed.uri).database) == (path, str(path))
+
+
+def test_store_in_folder_with_percent_and_question_mark(tmp_path: Path) -> None:
+    """Rows land in the folder MLflow's client opens for the same URI, and the cold path's
+    read-only probes of the file create nothing beside it ("file:/x/a?b/m.db" opened "/x/a")."""
+    from mlflow.tracking import MlflowClient
+
+    from qrecorder import R
+    from qrecorder.mlflow.sql import quick
+    from qrecorder.uri import sqlite_uri_path
+
+    for folder, decoy in (("e%41f", "eAf"), ("a?b", "a")):
+        base = tmp_path / folder.replace("?", "_q")
+        path = base / folder / "mlflow.db"
+        path.parent.mkdir(parents=True)
+        uri = sqlite_uri_path(path)
+        with R.uri_context(uri):
+            with R.start(experiment_name="x", recorder_name="r"):
+                R.log_metrics(m=1.0)
+            run_id = R.get_recorder(recorder_name="r", experiment_name="x").id
+        # (MLflow's own client makes an empty folder named as the URI spells it, "a%3Fb".)
+        assert decoy not in [p.name for p in base.iterdir()]
+        assert MlflowClient(uri).get_run(run_id).data.metrics == {"m": 1.0}
+        con = quick.connect(path)
+        assert con is not None and "x" in [e["name"] for e in quick.experiments(con)]
+        con.close()

@@ -14,6 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ... import tags as tagnames
 
@@ -31,7 +32,8 @@ def connect(db_path: Path | None) -> sqlite3.Connection | None:
     from .guard import sqlite_decision  # standard library only: MLflow is not imported
 
     try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+        # A SQLite URI: the path is percent-encoded ('?', '#' and '%' would cut or change it).
+        con = sqlite3.connect(f"file:{quote(str(db_path))}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error:
         return None
     if not sqlite_decision(con, db_path.resolve()).allowed:

@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 logger = logging.getLogger("qrecorder")
 
@@ -85,7 +86,9 @@ def expected_head() -> str | None:
 
 def _revision_of(path: Path) -> str | None:
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        # A SQLite URI: the path is percent-encoded ('?', '#' and '%' would cut or change it;
+        # "/x/a?b/mlflow.db" opened, and so created, an empty file "/x/a").
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=1.0)
     except sqlite3.Error:
         return None
     try:
