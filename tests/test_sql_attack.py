@@ -169,3 +169,17 @@ def test_store_in_folder_with_percent_and_question_mark(tmp_path: Path) -> None:
         con = quick.connect(path)
         assert con is not None and "x" in [e["name"] for e in quick.experiments(con)]
         con.close()
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["file:relative", "file:", "mlflow-artifacts:/1", "mlflow-artifacts://host:5000/1", "dbfs:/x", "s3://b",
+     "hdfs://nn:8020/p", "wasbs://c@a.blob.core.windows.net/p", "/a b/ü", "file:///a%20b", "file:///a//b", "//x/y"],
+)
+def test_run_artifact_uri_as_mlflow_or_left_to_it(location: str) -> None:
+    """A direct run's artifact URI is MLflow's, or the run is left to MLflow (None): an
+    experiment stored with "file:relative" gave runs "file:///relative/<id>/artifacts"."""
+    from mlflow.utils.uri import append_to_uri_path
+
+    mine = writes.append_to_uri_path(location, "0123abcd", "artifacts")
+    assert mine is None or mine == append_to_uri_path(location, "0123abcd", "artifacts")

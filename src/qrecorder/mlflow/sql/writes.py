@@ -227,8 +227,8 @@ def append_to_uri_path(uri: str, *parts: str) -> str | None:
         return None
     if not split.scheme:
         return posixpath.join(uri, *parts)
-    if not split.path:
-        return None
+    if not split.path.startswith("/"):
+        return None  # "s3://bucket", "file:relative": MLflow keeps these its own way
     return urlunsplit(split._replace(path=posixpath.join(split.path, *parts)))
 
 
