@@ -45,7 +45,15 @@ class StoreLocation:
 def default_uri(cwd: str | os.PathLike[str] | None = None) -> str:
     """The store used when nothing is configured: ``./mlflow.db`` (absolute)."""
     base = Path(cwd) if cwd is not None else Path.cwd()
-    return "sqlite:///" + str((base / DEFAULT_DB_NAME).resolve())
+    return sqlite_uri_path((base / DEFAULT_DB_NAME).resolve())
+
+
+def sqlite_uri_path(path: Path, scheme: str = "sqlite") -> str:
+    """``sqlite:///<path>`` as SQLAlchemy (so MLflow) reads it back to ``path``: it decodes
+    ``%XX`` in the database path and ends it at ``?``, so those two are escaped; every other
+    character is kept as is (a plain path gives the plain URI)."""
+    text = str(path).replace("%", "%25").replace("?", "%3F")
+    return f"{scheme}:///{text}"
 
 
 def configured_uri() -> str:
@@ -75,7 +83,7 @@ def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
     if scheme == "":
         path = Path(text).expanduser().resolve()
         if path.suffix in (".db", ".sqlite", ".sqlite3"):
-            return StoreLocation("sqlite:///" + str(path), "sqlite", path)
+            return StoreLocation(sqlite_uri_path(path), "sqlite", path)
         return StoreLocation(path.as_uri(), "file", path)
     if base_scheme == "sqlite":
         raw = text[len(parsed.scheme) + 1 :]
@@ -96,7 +104,7 @@ def resolve_uri(uri: str | os.PathLike[str]) -> StoreLocation:
             )
         path = Path(db).expanduser().resolve()
         suffix = f"?{query}" if query else ""
-        return StoreLocation(f"{parsed.scheme}:///{path}{suffix}", "sqlite", path, query)
+        return StoreLocation(sqlite_uri_path(path, parsed.scheme) + suffix, "sqlite", path, query)
     if base_scheme in ("postgresql", "postgres"):
         fixed = text if base_scheme == "postgresql" else "postgresql" + text[len("postgres") :]
         return StoreLocation(fixed, "postgresql")

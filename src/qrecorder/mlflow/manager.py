@@ -50,7 +50,9 @@ class MLflowExpManager(ExpManager):
         location = _artifact_location(store, name)
         tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML}
         sink = store.sql_sink if store.kind == "sqlite" else None
-        if sink is not None and location is not None:
+        from .sql.writes import location_fits
+
+        if sink is not None and location is not None and location_fits(location):
             # The rows MLflow writes, without importing it; a taken name raises ExpAlreadyExistError.
             exp_id = calls.call(sink.create_experiment, name, location, tags)
             return self.experiment_class(exp_id, name, store.uri, store=store)

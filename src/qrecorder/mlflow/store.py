@@ -90,7 +90,7 @@ class Store:
         return database_for(self)
 
     def _default_experiment_ready(self) -> bool:
-        """MLflow inserts its Default experiment (id 0) into a database without experiments when
+        """MLflow inserts its Default experiment (id 0) into a database that lacks it when
         it opens it; without MLflow the direct path does the same. False: MLflow must open it."""
         db = self.direct
         if db is None:
@@ -459,6 +459,11 @@ def _sqlite_open_error(exc: BaseException, location: StoreLocation) -> StoreErro
             "qrecorder writes to the database and beside it (WAL files <db>-wal and <db>-shm, the lock file "
             f"{lock_path_for(location)}). Give write access to the file and its folder, or copy the store to a "
             "writable folder and point QRECORDER_URI at the copy."
+        )
+    if "file is not a database" in text or "disk image is malformed" in text:
+        return StoreError(
+            f"The SQLite store {path} is not a readable SQLite database ({_first_line(exc)}): the file is "
+            "corrupted or is something else. Restore it from a backup, or point QRECORDER_URI at another file."
         )
     if "database or disk is full" in text or "no space left" in text:
         return StoreError(

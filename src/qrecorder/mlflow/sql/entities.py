@@ -65,6 +65,10 @@ class LightRun:
         assert self._data is not None
         return self._data
 
+    def __reduce__(self) -> Any:
+        """Pickles (and deep-copies) with its data read: the batch holds the store's connections."""
+        return (LightRun, (self._info, self.data))
+
     def __repr__(self) -> str:
         return f"<LightRun: run_id={self._info.run_id!r}, status={self._info.status!r}>"
 

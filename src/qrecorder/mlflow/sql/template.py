@@ -170,8 +170,10 @@ def build_template(path: Path) -> None:
     store that copies the template gets its own, with its own artifact root)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from ...uri import sqlite_uri_path
+
     with tempfile.TemporaryDirectory(prefix="qrecorder-schema-") as scratch:
-        store = SqlAlchemyStore(f"sqlite:///{path}", scratch)
+        store = SqlAlchemyStore(sqlite_uri_path(path), scratch)  # a cache folder with '%' or '?' too
         store.engine.dispose()
     con = sqlite3.connect(str(path))
     try:

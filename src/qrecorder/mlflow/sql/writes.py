@@ -227,8 +227,8 @@ def append_to_uri_path(uri: str, *parts: str) -> str | None:
         return None
     if not split.scheme:
         return posixpath.join(uri, *parts)
-    if not split.path:
-        return None
+    if not split.path.startswith("/"):
+        return None  # "s3://bucket", "file:relative": MLflow keeps these its own way
     return urlunsplit(split._replace(path=posixpath.join(split.path, *parts)))
 
 
@@ -243,17 +243,21 @@ def default_artifact_root() -> str | None:
     return Path.cwd().joinpath("mlruns").as_posix()
 
 
+_DEFAULT_EXISTS = "SELECT 1 FROM experiments WHERE experiment_id = 0"
+
+
 def ensure_default_experiment(db: Database) -> bool:
-    """Insert MLflow's Default experiment (id 0) when the database has no experiment at all,
-    as MLflow's store does when it opens one. False when that must be left to MLflow."""
-    if db.rows("SELECT 1 FROM experiments LIMIT 1"):
+    """Insert MLflow's Default experiment (id 0) when the database lacks it (new, or an old
+    store whose Default was deleted and purged), as MLflow's store does whenever it opens
+    one. False when that must be left to MLflow."""
+    if db.rows(_DEFAULT_EXISTS):
         return True
     root = default_artifact_root()
     location = append_to_uri_path(root, "0") if root is not None else None
     if location is None:
         return False
     with db.transaction() as tx:
-        if tx.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None:
+        if tx.execute(_DEFAULT_EXISTS).fetchone() is None:
             _insert_default(tx, db, location)
     return True
 
@@ -283,6 +287,16 @@ def _workspaces(db: Database) -> bool:
 def _is_unique_violation(exc: BaseException) -> bool:
     text = str(exc).lower()
     return type(exc).__name__ in ("IntegrityError", "UniqueViolation") and ("unique" in text or "duplicate" in text)
+
+
+def location_fits(artifact_location: str) -> bool:
+    """MLflow's ``create_experiment`` refuses an artifact location longer than
+    MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH (2048): False when MLflow must answer (with its error)."""
+    try:
+        limit = int(os.environ.get("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "2048"))
+    except ValueError:
+        return False
+    return len(artifact_location) <= limit
 
 
 def create_experiment(db: Database, name: str, artifact_location: str, tags: dict[str, str]) -> str:
@@ -367,6 +381,7 @@ def finish_run(
     """End a run unless ``qrec gc`` marked it stale (tag ``stale_tag`` = '1') meanwhile: None
     when ended; else the ``returned`` tags are written and the run's tags returned."""
     with db.transaction() as tx:
+        check_active(tx, run_id)  # as MLflow's set_terminated: a deleted run is refused, unchanged
         hit = tx.execute(_FINISH, {"status": status, "end_time": end_ms, "run_uuid": run_id, "stale_key": stale_tag}).rowcount
         if hit == 1:
             return None
