@@ -185,7 +185,12 @@ def test_simple_filter_parser_agrees_with_mlflow(text: str) -> None:
     from mlflow.utils.search_utils import SearchUtils
 
     expected = [{**c, "key": SearchUtils.translate_key_alias(c["key"])} for c in SearchUtils.parse_search_filter(text)]
-    assert reads.parse_simple_filter(text) == expected
+    got = reads.parse_simple_filter(text)
+    times_as_text = any(c["key"] in ("start_time", "end_time") and isinstance(c["value"], str) for c in expected)
+    if times_as_text:  # MLflow < 3.17 keeps time numbers as text: such filters are left to its parser
+        assert got is None
+    else:
+        assert got == expected
 
 
 @pytest.mark.parametrize(

@@ -341,7 +341,9 @@ def test_non_sql_engine_refused() -> None:
 
 def test_release_behaviour() -> None:
     assert schema.release_tuple("3.6.0rc1") == (3, 6, 0) and schema.release_tuple("x") is None
-    assert schema.behaviour_of("3.5.1") == schema.Behaviour(search_runs_outputs=False, metric_filters_skip_nan=False)
-    assert schema.behaviour_of("3.16.1") == schema.Behaviour(search_runs_outputs=True, metric_filters_skip_nan=False)
+    assert schema.behaviour_of("3.5.1") == schema.Behaviour(search_runs_outputs=False, metric_filters_skip_nan=False,
+                                                                   time_filters_numeric=False)
+    assert schema.behaviour_of("3.16.1") == schema.Behaviour(search_runs_outputs=True, metric_filters_skip_nan=False,
+                                                              time_filters_numeric=False)
     assert schema.behaviour_of("3.17.0") == schema.Behaviour()
     assert schema.behaviour() == schema.behaviour_of(MLFLOW_VERSION)

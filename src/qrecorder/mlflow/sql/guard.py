@@ -230,6 +230,9 @@ class Behaviour:
     #: Metric filters never match a NaN value except with ``!=`` (3.17 on; before, NaN is
     #: compared as the 0 stored in its place).
     metric_filters_skip_nan: bool = True
+    #: MLflow's filter parser gives ``start_time``/``end_time`` numbers as numbers (3.17 on;
+    #: before, as text, which SQLite compares as numbers and PostgreSQL refuses).
+    time_filters_numeric: bool = True
 
 
 def release_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -251,7 +254,8 @@ def behaviour_of(version: str | None) -> Behaviour:
     if parsed is None:
         return Behaviour()
     line = parsed[:2]
-    return Behaviour(search_runs_outputs=line >= (3, 6), metric_filters_skip_nan=line >= (3, 17))
+    return Behaviour(search_runs_outputs=line >= (3, 6), metric_filters_skip_nan=line >= (3, 17),
+                     time_filters_numeric=line >= (3, 17))
 
 
 _behaviour: Behaviour | None = None

@@ -136,6 +136,12 @@ _SIMPLE_KINDS = {"tags": "tag", "params": "parameter", "metrics": "metric"}
 _SIMPLE_ORDER = re.compile(r"\s*(?:attributes\.)?(?P<key>start_time|end_time|run_name|status)(?:\s+(?P<dir>ASC|DESC))?\s*")
 
 
+def _time_filters_numeric() -> bool:
+    from .guard import behaviour
+
+    return behaviour().time_filters_numeric
+
+
 def parse_simple_filter(filter_string: str) -> list[dict[str, Any]] | None:
     """The clauses of a filter of the shapes qrecorder itself sends, as MLflow's
     ``SearchUtils.parse_search_filter`` returns them; None for anything else."""
@@ -149,8 +155,8 @@ def parse_simple_filter(filter_string: str) -> list[dict[str, Any]] | None:
         string = m.group("s1") if m.group("s1") is not None else m.group("s2")
         if attr is not None:
             if attr in ("start_time", "end_time"):
-                if num is None:
-                    return None
+                if num is None or not _time_filters_numeric():
+                    return None  # MLflow < 3.17 parses these as text: its parser and the API decide
                 value: Any = float(num) if "." in num else int(num)
             elif string is None or op not in ("=", "!="):
                 return None
