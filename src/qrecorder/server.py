@@ -344,7 +344,7 @@ class ServerProcess:
         self._close_log()
 
     def kill(self) -> None:
-        """SIGKILL the whole group at once (a crash, for resilience tests)."""
+        """SIGKILL the server's whole process group at once (no graceful shutdown; like Popen.kill)."""
         if self.proc is None:
             return
         self._signal_group(signal.SIGKILL)
