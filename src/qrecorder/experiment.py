@@ -145,6 +145,17 @@ class Experiment:
         status: str | None = None,
         filter_string: str = "",
     ) -> dict[str, Recorder] | list[Recorder]:
+        """Recorders of this experiment, newest first (a dict by id, or a list); ``status``
+        and ``filter_string`` are answered by the store (``_recorders``)."""
+        if rtype not in (self.RT_D, self.RT_L):
+            raise ValueError(f"rtype must be 'dict' or 'list', got {rtype!r}.")
+        recorders = self._recorders(max_results, status, filter_string or "")
+        if rtype == self.RT_L:
+            return recorders
+        return {r.id: r for r in recorders}  # type: ignore[misc]
+
+    def _recorders(self, max_results: int | None, status: str | None, filter_string: str) -> list[Recorder]:
+        """The store's side of ``list_recorders``: matching recorders, newest first."""
         raise NotImplementedError
 
     def search_records(self, **kwargs: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, overload
+from typing import Any
 
 from ..errors import RecorderNotFoundError
 from ..experiment import Experiment
@@ -69,43 +69,14 @@ class MLflowExperiment(Experiment):
             raise RecorderNotFoundError(f"No recorder named {recorder_name!r} in experiment {self.name!r} (id {self.id}).")
         return self.recorder_class(self.id, self._uri, mlflow_run=runs[0], store=self._store)
 
-    @overload
-    def list_recorders(
-        self,
-        rtype: Literal["dict"] = ...,
-        max_results: int | None = ...,
-        status: str | None = ...,
-        filter_string: str = ...,
-    ) -> dict[str, Recorder]: ...
-
-    @overload
-    def list_recorders(
-        self,
-        rtype: Literal["list"],
-        max_results: int | None = ...,
-        status: str | None = ...,
-        filter_string: str = ...,
-    ) -> list[Recorder]: ...
-
-    def list_recorders(
-        self,
-        rtype: Literal["dict", "list"] = Experiment.RT_D,
-        max_results: int | None = UNLIMITED,
-        status: str | None = None,
-        filter_string: str = "",
-    ) -> dict[str, Recorder] | list[Recorder]:
-        """Recorders of this experiment, newest first; ``status`` filters server-side."""
-        if rtype not in (Experiment.RT_D, Experiment.RT_L):
-            raise ValueError(f"rtype must be 'dict' or 'list', got {rtype!r}.")
-        flt = filter_string or ""
+    def _recorders(self, max_results: int | None, status: str | None, filter_string: str) -> list[Recorder]:
+        """Server-side filter and order; light runs (no MLflow import on SQLite)."""
+        flt = filter_string
         if status is not None:
             clause = f"attributes.status = '{status}'"
             flt = f"{flt} and {clause}" if flt else clause
         runs = query.search_runs(self._store, [self.id], filter_string=flt, max_results=max_results, light=True)
-        recorders: list[Recorder] = [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
-        if rtype == Experiment.RT_L:
-            return recorders
-        return {r.id: r for r in recorders}  # type: ignore[misc]
+        return [self.recorder_class(self.id, self._uri, mlflow_run=run, store=self._store) for run in runs]
 
     def search_records(self, **kwargs: Any) -> Any:
         """A DataFrame of this experiment's runs (see ``R.search_records``)."""

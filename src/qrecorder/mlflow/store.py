@@ -219,7 +219,7 @@ def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowCl
     lock, WAL on) without MLflow; MLflow's client only when MLflow must create or migrate the
     schema itself (then it is returned)."""
     assert location.path is not None and lock_path is not None
-    try:
+    with _sqlite_open_errors(location):
         location.path.parent.mkdir(parents=True, exist_ok=True)
         from .sql import template
 
@@ -230,24 +230,11 @@ def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowCl
             with _schema_file_lock(lock_path, location):
                 if not location.path.exists() or location.path.stat().st_size == 0:
                     template.create_from_template(location.path)  # else MLflow migrates (~3 s)
-                from .sql.files import writable
-
-                if writable(location.path):
-                    _enable_wal(location.path)
+                _enable_wal(location.path)
                 if not template.at_known_head(location.path):
                     client = _client_class()(tracking_uri=location.uri)  # MLflow creates/migrates
         else:
-            from .sql.files import writable
-
-            if writable(location.path):  # else a read-only copy: read as it is (sql/files.py)
-                _enable_wal(location.path)
-    except Exception as exc:
-        if not isinstance(exc, (OSError, sqlite3.Error)) and not _is_mlflow_error(exc):
-            raise
-        mapped = _sqlite_open_error(exc, location)
-        if mapped is None:
-            raise
-        raise mapped from exc
+            _enable_wal(location.path)
     if client is not None:
         _tune_sqlite_engine(_engine_of(client), location)
     return client
@@ -255,8 +242,18 @@ def _prepare_sqlite(location: StoreLocation, lock_path: Path | None) -> MlflowCl
 
 def _open_sqlite_client(location: StoreLocation) -> MlflowClient:
     """MLflow's client on a prepared SQLite database, its engine tuned to the retry budget."""
-    try:
+    with _sqlite_open_errors(location):
         client = _client_class()(tracking_uri=location.uri)
+    _tune_sqlite_engine(_engine_of(client), location)
+    return client
+
+
+@contextlib.contextmanager
+def _sqlite_open_errors(location: StoreLocation) -> Iterator[None]:
+    """Opening a SQLite store: OS, sqlite3 and MLflow errors become qrecorder's store errors
+    (read-only, missing folder, not a database...) where ``_sqlite_open_error`` knows them."""
+    try:
+        yield
     except Exception as exc:
         if not isinstance(exc, (OSError, sqlite3.Error)) and not _is_mlflow_error(exc):
             raise
@@ -264,8 +261,6 @@ def _open_sqlite_client(location: StoreLocation) -> MlflowClient:
         if mapped is None:
             raise
         raise mapped from exc
-    _tune_sqlite_engine(_engine_of(client), location)
-    return client
 
 
 def _open_client(location: StoreLocation, lock_path: Path | None) -> MlflowClient:
@@ -510,6 +505,10 @@ def bound_mlflow_http_retries() -> None:
 
 def _enable_wal(db_path: Path) -> None:
     """WAL lets readers and one writer work at once; the setting is stored in the file."""
+    from .sql.files import writable
+
+    if not writable(db_path):
+        return  # a read-only copy is read as it is (sql/files.py)
     con = sqlite3.connect(str(db_path), timeout=retry.sqlite_busy_timeout_ms() / 1000)
     try:
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]

@@ -175,7 +175,7 @@ class SqliteDatabase(Database):
         moves the WAL into the file and removes ``-wal``/``-shm``: left behind, a copy of the
         store on a read-only medium could not be opened."""
         with _open_lock:
-            opened, self._opened = [con for con in self._opened], []
+            opened, self._opened = self._opened, []
             self._generation += 1
         if getattr(self._local, "pid", None) != os.getpid():
             return  # a forked child does not close its parent's connections
