@@ -34,6 +34,7 @@ from ..errors import (
 from ..recorder import Recorder
 from ..validation import MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH
 from . import calls, stale
+from .sql.writes import sanitize
 from .store import Store, get_store
 from .writer import HEARTBEAT_TAG, heartbeat_interval
 
@@ -75,7 +76,8 @@ class _OwnRun:
     """What this process knows of a run it started and has not ended: no need to ask the store.
 
     ``tags`` hold the stored form (a long value as its pointer), updated by our own writes;
-    ``metrics`` the latest value per key by MLflow's rule (None: unknown, a resumed run);
+    ``metrics`` the latest value per key by MLflow's rule (None: not kept — a resumed run, or a
+    local store, where a read is cheaper than tracking every logged value on the caller's thread);
     ``artifacts`` the paths uploaded here (None: unknown, a resumed run or a local store).
     """
 
@@ -83,7 +85,7 @@ class _OwnRun:
 
     def __init__(self, tags: Mapping[str, str], fresh: bool, remote: bool) -> None:
         self.tags: dict[str, str] = dict(tags)
-        self.metrics: dict[str, tuple[int, int, float, float]] | None = {} if fresh else None
+        self.metrics: dict[str, tuple[int, int, float, float]] | None = {} if fresh and remote else None
         self.artifacts: set[str] | None = set() if fresh and remote else None
         self.lock = threading.Lock()
 
@@ -91,8 +93,6 @@ class _OwnRun:
         metrics = self.metrics
         if metrics is None:
             return
-        from .sql.writes import sanitize
-
         with self.lock:
             for key, value in items:
                 stored, is_nan = sanitize(value)
