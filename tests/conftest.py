@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A suite started as a background job of a shell without job control (`(cmd &)`) inherits
+# SIGINT ignored, and so would every process the tests start: Ctrl-C tests then see no
+# interrupt at all. A Python handler here becomes the default again in each exec'd child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
