@@ -9,7 +9,9 @@ machine): the backend store URI, which may hold the database password, is handed
 through the environment (``MLFLOW_BACKEND_STORE_URI``, which ``mlflow server`` reads and passes
 on to its workers the same way); ``/proc/PID/environ`` is readable by the owner only.
 
-Basic auth (``auth=True``) uses MLflow's own ``basic-auth`` app. Its configuration (an
+The server runs qrecorder's MLflow app (``--app-name qrecorder``, :mod:`qrecorder.server_app`):
+MLflow's own app plus direct-SQL fast paths for the requests every run sends. Basic auth
+(``auth=True``) is MLflow's own ``basic-auth`` app inside it. Its configuration (an
 ``basic_auth.ini`` plus the users database) is written into ``auth_dir`` (made mode 0700);
 the ini, the users database (SQLite) and the secret key are files of mode 0600. The admin
 password comes from the environment variable ``QRECORDER_ADMIN_PASSWORD`` and is handed to
@@ -48,6 +50,8 @@ ENV_AUTH_CACHE_SECONDS = "QRECORDER_AUTH_CACHE_SECONDS"
 DEFAULT_AUTH_CACHE_SECONDS = 60
 ENV_BACKEND_URI = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server`/`mlflow ui` (click envvar)
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+ENV_SERVER_AUTH = "QRECORDER_SERVER_AUTH"  # server_app.ENV_AUTH (not imported: it imports MLflow)
+ENV_SERVER_FAST_PATHS = "QRECORDER_SERVER_FAST_PATHS"
 
 
 def normalize_backend_uri(uri: str) -> str:
@@ -102,6 +106,11 @@ class ServerConfig:
     allowed_hosts: str | None = None  # MLflow's --allowed-hosts (needed beyond localhost)
     cors_allowed_origins: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    # qrecorder's direct-SQL answers to plain log-batch/update-run requests (qrecorder.server_app)
+    fast_paths: bool = True
+    # MLflow's job runner (GenAI evaluation jobs, trace rollups: 8 extra processes, ~2 GB):
+    # off unless asked for, or MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
+    jobs: bool = False
 
     @property
     def url(self) -> str:
@@ -159,10 +168,19 @@ def build_command(cfg: ServerConfig) -> list[str]:
         cmd += ["--allowed-hosts", cfg.allowed_hosts]
     if cfg.cors_allowed_origins:
         cmd += ["--cors-allowed-origins", cfg.cors_allowed_origins]
-    if cfg.auth:
-        cmd += ["--app-name", "basic-auth"]
+    if cfg.fast_paths or cfg.auth:
+        # qrecorder's app: MLflow's own (with its basic auth when ENV_AUTH says so) plus the
+        # direct-SQL fast paths for log-batch and update-run (qrecorder.server_app).
+        cmd += ["--app-name", "qrecorder"]
+    if not any(a == "--uvicorn-opts" or a.startswith("--uvicorn-opts=") for a in cfg.extra_args) and _fast_event_loop():
+        cmd += ["--uvicorn-opts", "--loop uvloop --http httptools"]
     cmd += list(cfg.extra_args)
     return cmd
+
+
+def _fast_event_loop() -> bool:
+    """uvloop and httptools are installed (they halve uvicorn's own cost per request)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("uvloop", "httptools"))
 
 
 def write_auth_config(cfg: ServerConfig) -> Path:
@@ -254,6 +272,12 @@ def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str
     quiet = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
     env["PYTHONWARNINGS"] = ",".join(filter(None, (env.get("PYTHONWARNINGS", ""), quiet)))
     env[ENV_BACKEND_URI] = normalize_backend_uri(cfg.backend_store_uri)  # not on the command line
+    env[ENV_SERVER_AUTH] = "1" if cfg.auth else "0"  # read by qrecorder.server_app
+    env[ENV_SERVER_FAST_PATHS] = "1" if cfg.fast_paths else "0"
+    if cfg.jobs:
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"
+    else:
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if cfg.auth:
         password = env.get(ENV_ADMIN_PASSWORD, "")
         if not password:

@@ -136,6 +136,7 @@ class MLflowRecorder(Recorder):
         self._artifact_uri: str | None = None
         self._running_here = False
         self._owner_pid = os.getpid()
+        self._beat_at = 0.0  # monotonic time of the last heartbeat this process wrote
         self._provenance_thread: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
         self._own: _OwnRun | None = None  # while this process runs it (see _OwnRun)
@@ -268,6 +269,7 @@ class MLflowRecorder(Recorder):
             self.start_time = self._now_text()
         self._running_here = True
         self._owner_pid = os.getpid()
+        self._beat_at = time.monotonic() - 1.0  # the heartbeat tag above, in whole seconds
         self._own = own
         lifecycle.register(self)
         self._store.writer.add_heartbeat(self._require_id())
@@ -322,7 +324,8 @@ class MLflowRecorder(Recorder):
         try:
             if self._running_here:
                 # Unless `qrec gc` marked the run stale meanwhile: then it stays FAILED and we say so.
-                message = calls.call(stale.finish_run, self._store, run_id, final, end_ms)
+                check = not stale.cannot_be_stale(time.monotonic() - self._beat_at, heartbeat_interval())
+                message = calls.call(stale.finish_run, self._store, run_id, final, end_ms, check)
                 sink = self._store.sql_sink
                 if sink is not None:
                     calls.call(sink.check_active, run_id)

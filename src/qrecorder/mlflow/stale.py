@@ -279,20 +279,33 @@ def returned_message(run_id: str, tags: dict[str, str], wanted: str) -> str:
     )
 
 
-def finish_run(store: Store, run_id: str, status: str, end_ms: int) -> str | None:
+def cannot_be_stale(beat_age_s: float, interval_s: float) -> bool:
+    """True when no ``qrec gc`` can have marked a run of this (live) process stale: its last
+    heartbeat was written ``beat_age_s`` seconds ago, and a live process's run is judged stale
+    only past ``HEARTBEATS_TO_STALE x interval`` (:func:`judge`). Half that window is kept as a
+    margin for another machine's clock running ahead."""
+    return beat_age_s < HEARTBEATS_TO_STALE * interval_s / 2
+
+
+def finish_run(store: Store, run_id: str, status: str, end_ms: int, check_stale: bool = True) -> str | None:
     """End a run with ``status`` unless ``qrec gc`` marked it stale meanwhile.
 
     For the recorder's end of run (instead of ``set_terminated``). Returns None when the status
     was set; else the status is kept FAILED, the tags ``qrecorder.stale_returned`` (now) and
     ``qrecorder.stale_returned_status`` (what the process wanted) are written, and the message
     to warn the process with (:class:`StaleRunWarning`) is returned. On SQL stores the check
-    and the update are one statement; on a tracking server they are two calls.
+    and the update are one statement; on a tracking server they are two calls, and the check
+    is skipped when ``check_stale`` is False (:func:`cannot_be_stale`: a short run saves a
+    ``runs/get``).
     """
     now = f"{time.time():.0f}"
     sink = store.sql_sink
     if sink is not None:
         found = sink.finish_run(run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
         return None if found is None else returned_message(run_id, found, status)
+    if not check_stale:
+        calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
+        return None
     from mlflow.entities import RunTag
 
     run = calls.call(store.client.get_run, run_id)

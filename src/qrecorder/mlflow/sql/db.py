@@ -279,19 +279,41 @@ def _open(store: Store) -> Database | None:
                 return None
             db.decision = decision
             return db
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        sql_store = mlflow_sql_store(store.client)
-        if type(sql_store) is not SqlAlchemyStore:  # e.g. the workspace-aware store
-            return None
-        engine = sql_store.engine
-        if engine.dialect.name != "postgresql" or engine.dialect.paramstyle not in ("format", "pyformat"):
-            return None
-        decision = direct_sql_allowed(engine)
-        return EngineDatabase(engine, decision) if decision.allowed else None
+        return database_for_sql_store(mlflow_sql_store(store.client))
     except Exception as exc:  # noqa: BLE001 - any surprise means: use MLflow's API
         logger.debug("qrecorder: direct SQL unavailable for %s: %s", store.uri, exc)
         return None
+
+
+def database_for_sql_store(sql_store: Any) -> Database | None:
+    """Direct SQL beside an open MLflow ``SqlAlchemyStore`` (PostgreSQL: its own engine's
+    connections; SQLite: :mod:`sqlite3` on its file), or None when the guard says no.
+
+    For the client side (:func:`database_for`) and for ``qrec server``'s fast paths
+    (:mod:`qrecorder.server_app`), which hold MLflow's store already."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if type(sql_store) is not SqlAlchemyStore or _workspaces_enabled():  # e.g. the workspace-aware store
+        return None
+    engine = sql_store.engine
+    if engine.dialect.name == "sqlite":
+        name = engine.url.database
+        if not name or name == ":memory:" or name.startswith("file:"):
+            return None
+        path = Path(name).resolve()
+        if not path.is_file():
+            return None
+        db = SqliteDatabase(path, Decision(False, "", "undecided"))
+        decision = sqlite_decision(db.connection(), path)
+        if not decision.allowed:
+            db.close()
+            return None
+        db.decision = decision
+        return db
+    if engine.dialect.name != "postgresql" or engine.dialect.paramstyle not in ("format", "pyformat"):
+        return None
+    decision = direct_sql_allowed(engine)
+    return EngineDatabase(engine, decision) if decision.allowed else None
 
 
 def forget(store_uri: str | None = None) -> None:

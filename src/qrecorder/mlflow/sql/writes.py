@@ -168,6 +168,25 @@ class SqlBatchSink:
             )
             check_active(tx, run_id)
 
+    def update_run_info(self, run_id: str, status: str | None, end_time: int | None) -> tuple[Any, ...]:
+        """MLflow's ``update_run_info`` without a rename: the run's info row after it.
+
+        For ``qrec server``'s fast path of ``runs/update``; refuses a missing or deleted run."""
+        self._check_file()
+        with self.db.transaction() as tx:
+            check_active(tx, run_id)
+            sets = [part for part, value in (("status = :s", status), ("end_time = :t", end_time)) if value is not None]
+            if sets:
+                tx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_uuid = :r",  # noqa: S608 - fixed column names
+                           {"s": status, "t": end_time, "r": run_id})
+            row = tx.execute(
+                "SELECT run_uuid, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, "
+                "artifact_uri, name FROM runs WHERE run_uuid = :r",
+                {"r": run_id},
+            ).fetchone()
+        assert row is not None  # check_active found it in this transaction
+        return row
+
     def check_active(self, run_id: str) -> None:
         """Raise RecorderNotFoundError unless the run exists and is not deleted."""
         self._check_file()
