@@ -28,7 +28,9 @@ folder that is not a git repository (in one, a qrecorder run also uploads its co
 - 10,000 metric values: the logging loop, then the time until all are durable (target <= 1 s
   after the loop); MLflow with ``synchronous=False`` and waiting for every operation;
 - 16 client processes x 100 runs (``--quick``: x 10) into one experiment at once: the wall
-  time, then the rows counted in PostgreSQL (runs FINISHED, params, metrics: no loss).
+  time, then the rows counted in PostgreSQL (runs FINISHED, params, metrics: no loss);
+- then the per-run overhead and 10,000 values through a plain ``mlflow server`` (no fast paths,
+  MLflow's job runner and event loop): what qrec server itself contributes.
 """
 
 from __future__ import annotations
@@ -380,6 +382,23 @@ def targets(db: str, tmp: Path, workers: int, quick: bool) -> None:
                          f"{result['runs_finished']}/{result['expected_runs']} FINISHED, {result['params']} params, "
                          f"{result['metrics']} metrics, {result['failed_processes']} failed processes")
         rows.append((f"{procs} processes x {per} runs via server: wall time, rows counted", *cells, ""))
+    finally:
+        srv.stop()
+    # The same through a plain `mlflow server` (MLflow's handlers, job runner and event loop):
+    # what qrec server's fast paths and settings contribute, apart from the client.
+    plain = ServerConfig(backend_store_uri=db_uri, artifacts_destination=str(tmp / "artifacts-targets"),
+                         port=free_port(), workers=workers, fast_paths=False, jobs=True,
+                         extra_args=["--uvicorn-opts", ""])
+    srv = ServerProcess(plain, log_path=tmp / "server-plain.log").start()
+    try:
+        time.sleep(5)  # let the job runner's start settle
+        q_plain, m_plain = qrec_run_ms(srv.url, runs), mlflow_run_ms(srv.url, runs)
+        rows.append(("per-run overhead, plain mlflow server (ms)", f"{q_plain:.1f}", f"{m_plain:.1f}",
+                     f"{runs} runs, median; no fast paths"))
+        loop, after = qrec_10k(srv.url)
+        print(json.dumps({"10k_values_plain_server": "qrecorder", "loop_s": loop, "durable_after_loop_s": after}), flush=True)
+        rows.append(("10,000 values via plain mlflow server: loop / durable after (s)", f"{loop:.2f} / {after:.2f}",
+                     "", "no fast paths"))
     finally:
         srv.stop()
         os.chdir(old_cwd)

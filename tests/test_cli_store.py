@@ -224,7 +224,17 @@ def test_ui_and_server_dry_run(store, monkeypatch, tmp_path):
     assert res.exit_code == 1 and "QRECORDER_ADMIN_PASSWORD" in res.output
     monkeypatch.setenv("QRECORDER_ADMIN_PASSWORD", "correct-horse-battery")
     res = invoke("server", "--backend-store-uri", "postgresql://db/ml", "--auth", "--auth-dir", str(tmp_path / "a"), "--dry-run")
-    assert res.exit_code == 0 and "--app-name basic-auth" in res.output
+    assert res.exit_code == 0 and "--app-name qrecorder" in res.output
+    res = invoke("server", "--backend-store-uri", "postgresql://db/ml", "--no-fast-paths", "--dry-run")
+    assert res.exit_code == 0 and "--app-name" not in res.output, res.output  # MLflow's own app, untouched
+    from qrecorder.server import ServerConfig, build_env
+
+    env = build_env(ServerConfig(backend_store_uri="postgresql://db/ml"), base={})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and env["QRECORDER_SERVER_FAST_PATHS"] == "1"
+    env = build_env(ServerConfig(backend_store_uri="postgresql://db/ml", jobs=True, fast_paths=False), base={})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true" and env["QRECORDER_SERVER_FAST_PATHS"] == "0"
+    env = build_env(ServerConfig(backend_store_uri="postgresql://db/ml"), base={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"  # the operator's own setting wins
     ini = (tmp_path / "a" / "basic_auth.ini").read_text()
     assert "admin_username = admin" in ini and "correct-horse" not in ini
 

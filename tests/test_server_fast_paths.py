@@ -207,7 +207,15 @@ def test_qrecorder_run_through_the_fast_server_reads_back(fast: Target, monkeypa
 
 
 @pytest.fixture(scope="module")
-def auth(pg_admin_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def auth_capable() -> None:
+    try:
+        S.require_auth_capable_mlflow()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"qrec server --auth is refused on this MLflow: {exc}"[:200])
+
+
+@pytest.fixture(scope="module")
+def auth(auth_capable: None, pg_admin_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     folder = tmp_path_factory.mktemp("fast_auth")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QRECORDER_ADMIN_PASSWORD", "admin-password-123")
@@ -271,3 +279,13 @@ def test_update_shapes() -> None:
     for body in ({"run_id": "r", "run_name": "x", "status": "FINISHED"}, {"run_id": "r"},
                  {"run_id": "r", "status": 3}, {"run_id": "r", "end_time": 1.5}, {"run_id": "r", "status": "DONE"}):
         assert parse_update_run(body) is None, body
+
+
+def test_auth_on_an_older_mlflow_is_refused_with_the_way_out() -> None:
+    from qrecorder.errors import ConfigurationError
+
+    for old in ("3.9.0", "3.16.1"):
+        with pytest.raises(ConfigurationError, match=r"needs MLflow 3\.17 or newer; MLflow .* is installed.*pip install"):
+            S.require_auth_capable_mlflow(old)
+    S.require_auth_capable_mlflow("3.17.2")
+    S.require_auth_capable_mlflow("4.0.0")

@@ -261,6 +261,30 @@ def _secret_key(folder: Path) -> str:
     return key
 
 
+AUTH_MIN_MLFLOW = (3, 17)
+
+
+def require_auth_capable_mlflow(version: str | None = None) -> None:
+    """``--auth`` needs MLflow 3.17+: older basic-auth apps read the admin password from
+    ``basic_auth.ini`` only (their workers fail at import without it) and lack the
+    ``/api/3.0`` permission routes ``qrec users`` calls."""
+    import importlib.metadata
+
+    text = version or importlib.metadata.version("mlflow")
+    try:
+        found = tuple(int(part) for part in text.split(".")[:2])
+    except ValueError:
+        return  # a development build: let MLflow decide
+    if found < AUTH_MIN_MLFLOW:
+        need = ".".join(map(str, AUTH_MIN_MLFLOW))
+        raise ConfigurationError(
+            f"qrec server --auth needs MLflow {need} or newer; MLflow {text} is installed (its basic-auth app "
+            "wants the admin password written in basic_auth.ini and has no /api/3.0 permission routes for "
+            f"qrec users). Upgrade it: pip install -U 'mlflow>={need}'. Without --auth the server works on "
+            "every supported MLflow."
+        )
+
+
 def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the server process; with auth, the auth config is written here."""
     env = dict(os.environ if base is None else base)
@@ -279,6 +303,7 @@ def build_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str
     else:
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if cfg.auth:
+        require_auth_capable_mlflow()
         password = env.get(ENV_ADMIN_PASSWORD, "")
         if not password:
             raise ConfigurationError(

@@ -136,7 +136,7 @@ class MLflowRecorder(Recorder):
         self._artifact_uri: str | None = None
         self._running_here = False
         self._owner_pid = os.getpid()
-        self._beat_at = 0.0  # monotonic time of the last heartbeat this process wrote
+        self._beat_at = (0.0, 0.0)  # (monotonic, wall) time of the heartbeat written at start
         self._provenance_thread: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
         self._own: _OwnRun | None = None  # while this process runs it (see _OwnRun)
@@ -269,7 +269,7 @@ class MLflowRecorder(Recorder):
             self.start_time = self._now_text()
         self._running_here = True
         self._owner_pid = os.getpid()
-        self._beat_at = time.monotonic() - 1.0  # the heartbeat tag above, in whole seconds
+        self._beat_at = (time.monotonic() - 1.0, time.time() - 1.0)  # the heartbeat tag above, in whole seconds
         self._own = own
         lifecycle.register(self)
         self._store.writer.add_heartbeat(self._require_id())
@@ -293,6 +293,12 @@ class MLflowRecorder(Recorder):
                 self.set_tags(**found.tags)
         except BaseException as exc:  # noqa: BLE001 - kept and reported at end_run
             self._provenance_error = exc
+
+    def _beat_age(self) -> float:
+        """Seconds since the start's heartbeat: the larger of the monotonic clock (immune to clock
+        changes) and the wall clock (which, unlike it, also counts a suspended machine)."""
+        mono, wall = self._beat_at
+        return max(time.monotonic() - mono, time.time() - wall)
 
     def _end_run(self, status: str) -> None:
         if self._running_here and self._owner_pid != os.getpid():
@@ -324,7 +330,7 @@ class MLflowRecorder(Recorder):
         try:
             if self._running_here:
                 # Unless `qrec gc` marked the run stale meanwhile: then it stays FAILED and we say so.
-                check = not stale.cannot_be_stale(time.monotonic() - self._beat_at, heartbeat_interval())
+                check = not stale.cannot_be_stale(self._beat_age(), heartbeat_interval())
                 message = calls.call(stale.finish_run, self._store, run_id, final, end_ms, check)
                 sink = self._store.sql_sink
                 if sink is not None:
