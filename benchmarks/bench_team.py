@@ -300,6 +300,62 @@ else:
 """
 
 
+_COLD_QREC = r"""
+import time; t0 = time.perf_counter()
+import sys
+from qrecorder import R
+R.set_uri(sys.argv[1])
+with R.start(experiment_name=sys.argv[2]):
+    R.log_params(seed=1)
+    R.log_metrics(step=0, loss=1.0)
+print(time.perf_counter() - t0, "mlflow" in sys.modules)
+"""
+_COLD_MLFLOW = r"""
+import time; t0 = time.perf_counter()
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(tracking_uri=sys.argv[1])
+found = client.get_experiment_by_name(sys.argv[2])
+exp_id = found.experiment_id if found else client.create_experiment(sys.argv[2])
+run_id = client.create_run(exp_id).info.run_id
+client.log_param(run_id, "seed", 1)
+client.log_metric(run_id, "loss", 1.0)
+client.set_terminated(run_id)
+print(time.perf_counter() - t0, True)
+"""
+
+
+def cold_first_run(kind: str, uri: str, cwd: Path, repeat: int = 3) -> tuple[float, bool]:
+    """Median s of a fresh interpreter's first run (imports included, the interpreter's own
+    start excluded), the experiment existing; and whether it imported MLflow."""
+    import subprocess
+
+    code = _COLD_QREC if kind == "qrecorder" else _COLD_MLFLOW
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    exp = f"cold-{kind}"
+    times, imported = [], False
+    for i in range(repeat + 1):  # the first creates the experiment: not counted
+        done = subprocess.run([sys.executable, "-c", code, uri, exp], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"cold {kind} run failed: {done.stderr[-800:]}")
+        seconds, mlflow_loaded = done.stdout.split()[-2:]
+        if i:
+            times.append(float(seconds))
+            imported = imported or mlflow_loaded == "True"
+    return statistics.median(times), imported
+
+
+def _cold_row(label: str, uri: str, cwd: Path) -> tuple[str, str, str, str]:
+    q, q_mlflow = cold_first_run("qrecorder", uri, cwd)
+    m, _ = cold_first_run("mlflow", uri, cwd)
+    print(json.dumps({"cold_first_run": label, "qrecorder_s": q, "qrecorder_imported_mlflow": q_mlflow,
+                      "mlflow_s": m}), flush=True)
+    return (f"fresh process: first run, {label} (s)", f"{q:.2f}", f"{m:.2f}",
+            "median of 3, imports included" + ("" if q_mlflow else "; qrecorder without MLflow"))
+
+
 def many_clients(kind: str, url: str, db_uri: str, procs: int, runs: int, cwd: Path) -> dict[str, object]:
     """``procs`` processes x ``runs`` runs into one new experiment at once; wall time and rows counted after."""
     import subprocess
@@ -366,6 +422,8 @@ def targets(db: str, tmp: Path, workers: int, quick: bool) -> None:
         q_db, m_db = qrec_run_ms(db_uri, runs), mlflow_run_ms(db_uri, runs)
         rows.append(("per-run overhead, postgresql:// (ms; target <= 20)", f"{q_db:.1f}", f"{m_db:.1f}",
                      f"{runs} runs, median"))
+        rows.append(_cold_row("qrec server", srv.url, work))
+        rows.append(_cold_row("postgresql://", db_uri, work))
         cells = []
         for label, fn in (("qrecorder", qrec_10k), ("mlflow", mlflow_10k)):
             loop, after = fn(srv.url)
@@ -395,6 +453,7 @@ def targets(db: str, tmp: Path, workers: int, quick: bool) -> None:
         q_plain, m_plain = qrec_run_ms(srv.url, runs), mlflow_run_ms(srv.url, runs)
         rows.append(("per-run overhead, plain mlflow server (ms)", f"{q_plain:.1f}", f"{m_plain:.1f}",
                      f"{runs} runs, median; no fast paths"))
+        rows.append(_cold_row("plain mlflow server", srv.url, work))
         loop, after = qrec_10k(srv.url)
         print(json.dumps({"10k_values_plain_server": "qrecorder", "loop_s": loop, "durable_after_loop_s": after}), flush=True)
         rows.append(("10,000 values via plain mlflow server: loop / durable after (s)", f"{loop:.2f} / {after:.2f}",
@@ -426,6 +485,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-team-"))
     os.environ["QRECORDER_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     results = []
+    cold_auth: tuple[str, ...] = ()
     if args.targets_only:
         try:
             targets(db, tmp, args.workers, args.quick)
@@ -456,12 +516,17 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 if not auth:
                     counted = requests_per_run(srv.url)
+                elif not slow:
+                    cwd = tmp / "cwd"  # not a git repository
+                    cwd.mkdir(exist_ok=True)
+                    cold_auth = _cold_row("qrec server --auth", srv.url, cwd)
             finally:
                 srv.stop()
         targets(db, tmp, args.workers, args.quick)
     finally:
         _pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
+    print("\nfresh process, first run through qrec server --auth (s): | " + " | ".join(cold_auth) + " |")
     print("\nrequests per run (no auth):")
     for label, counts in counted.items():
         print(f"  {label}: {sum(counts.values())}  " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
