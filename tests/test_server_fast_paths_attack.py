@@ -8,10 +8,15 @@ left in MLflow's tables must be the same.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 from test_server_fast_paths import API, FAST_PATH_HEADER, Target, _answer, _experiment, fast, plain  # noqa: F401
+
+from qrecorder.server import ServerConfig, ServerProcess, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -49,19 +54,62 @@ def _raw(t: Target, path: str, body: str, headers: dict[str, str], run_id: str) 
                           timeout=60)
 
 
+class SqliteTarget(Target):
+    """A server on a SQLite file; the same rows read with sqlite3."""
+
+    def rows(self, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
+        con = sqlite3.connect(self.db.removeprefix("sqlite:///"))
+        try:
+            out = {}
+            for table, cols in (("metrics", "key, value, timestamp, step, is_nan"),
+                                ("latest_metrics", "key, value, timestamp, step, is_nan"),
+                                ("params", "key, value"), ("tags", "key, value")):
+                found = con.execute(f"SELECT {cols} FROM {table} WHERE run_uuid = ? ORDER BY {cols}", (run_id,))  # noqa: S608
+                out[table] = [tuple(bool(x) if c.strip() == "is_nan" else x for c, x in zip(cols.split(","), row, strict=True))
+                              for row in found.fetchall()]
+            out["runs"] = con.execute("SELECT status, end_time, lifecycle_stage, name FROM runs WHERE run_uuid = ?",
+                                      (run_id,)).fetchall()
+            return out
+        finally:
+            con.close()
+
+
+def _start_sqlite(folder: Any, **cfg: Any) -> Iterator[Target]:
+    db = f"sqlite:///{folder / 'mlflow.db'}"
+    srv = ServerProcess(ServerConfig(backend_store_uri=db, artifacts_destination=str(folder / "artifacts"),
+                                     port=free_port(), workers=1, **cfg), log_path=folder / "server.log").start()
+    try:
+        yield SqliteTarget(srv, db)
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def fast_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    yield from _start_sqlite(tmp_path_factory.mktemp("fast_sqlite"))
+
+
+@pytest.fixture(scope="module")
+def plain_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    yield from _start_sqlite(tmp_path_factory.mktemp("plain_sqlite"), fast_paths=False)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 @pytest.mark.parametrize(("path", "body", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_same_answer_and_rows_as_mlflow(fast: Target, plain: Target, path: str, body: str,  # noqa: F811
+def test_same_answer_and_rows_as_mlflow(request: pytest.FixtureRequest, backend: str, path: str, body: str,
                                         headers: dict[str, str]) -> None:
+    suffix = "_sqlite" if backend == "sqlite" else ""
+    targets = tuple(request.getfixturevalue(name + suffix) for name in ("fast", "plain"))
     answers, rows = {}, {}
-    for t in (fast, plain):
+    for t in targets:
         run_id = t.new_run(_experiment(t))
         r = _raw(t, path, body, headers, run_id)
         answer = _answer(r, run_id)
         if isinstance(answer[1], dict):
             answer = (answer[0], json.dumps(answer[1], sort_keys=True))
         answers[t], rows[t] = answer, t.rows(run_id)
-    assert answers[fast] == answers[plain]
-    assert rows[fast] == rows[plain]
+    assert answers[targets[0]] == answers[targets[1]]  # fast, plain
+    assert rows[targets[0]] == rows[targets[1]]
 
 
 def test_concurrent_batches_with_shuffled_keys_do_not_deadlock(fast: Target) -> None:  # noqa: F811
@@ -96,3 +144,4 @@ def test_concurrent_batches_with_shuffled_keys_do_not_deadlock(fast: Target) -> 
     assert answers == [(200, "1")] * 80
     rows = fast.rows(run_id)
     assert len(rows["metrics"]) == 8 * 10 * 40 and len(rows["latest_metrics"]) == 40 and len(rows["params"]) == 10
+
