@@ -78,6 +78,10 @@ class FastPaths:
         answer = self._answers.get(request.endpoint or "")
         if answer is None:
             return None
+        # MLflow's handlers take exactly application/json (parameters aside, no case folding);
+        # Flask's get_json also takes application/*+json: MLflow refuses those with a 400.
+        if (request.content_type or "").split(";")[0] != "application/json":
+            return None
         sink = self.sink()
         if sink is None:
             return None
@@ -171,7 +175,11 @@ def _open_sink() -> Any:
 
 # ---------------------------------------------------------------------- request parsing
 def _number(value: Any) -> float | None:
-    if type(value) in (int, float):
+    if type(value) is float:
+        # A bare NaN or 1e400 literal (Python's JSON parser takes them) fails MLflow's proto
+        # parsing, which then logs a partly parsed batch: only MLflow can give that answer.
+        return value if math.isfinite(value) else None
+    if type(value) is int:
         return float(value)
     if isinstance(value, str):
         return _SPECIAL_FLOATS.get(value)
@@ -228,10 +236,19 @@ def parse_update_run(body: dict[str, Any]) -> tuple[str, str | None, int | None]
     """(run_id, status, end_time) of an update-run body without a rename, or None."""
     if not set(body) <= {"run_id", "run_uuid", "status", "end_time"}:
         return None
-    run_id = body.get("run_id") or body.get("run_uuid")
+    # As MLflow's handler: run_uuid only when run_id is absent or null; an empty or non-string
+    # run_id is refused there (400) even beside a valid run_uuid, and a non-string run_uuid
+    # fails its proto parsing.
+    run_id = body.get("run_id")
+    if run_id is None:
+        run_id = body.get("run_uuid")
+    elif not isinstance(body.get("run_uuid", ""), str):
+        return None
+    if not isinstance(run_id, str) or not run_id:
+        return None
     status = body.get("status")
     end_time = _int64(body.get("end_time"))
-    if not isinstance(run_id, str) or (status is not None and status not in _RUN_STATUSES):
+    if status is not None and status not in _RUN_STATUSES:
         return None
     if body.get("end_time") is not None and end_time is None:
         return None
