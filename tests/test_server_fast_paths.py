@@ -289,3 +289,45 @@ def test_auth_on_an_older_mlflow_is_refused_with_the_way_out() -> None:
             S.require_auth_capable_mlflow(old)
     S.require_auth_capable_mlflow("3.17.2")
     S.require_auth_capable_mlflow("4.0.0")
+
+
+def test_a_server_that_never_gets_ready_leaves_no_process(pg_admin_uri: str, tmp_path: Any) -> None:
+    """start() gives up with an error and stops the whole process group (mlflow, uvicorn, workers)."""
+    import os
+
+    with fresh_pg_database(pg_admin_uri, "qrec_notready") as db:
+        cfg = ServerConfig(backend_store_uri=db, artifacts_destination=str(tmp_path / "a"), port=free_port(), workers=1)
+        srv = ServerProcess(cfg, log_path=tmp_path / "server.log")
+        import qrecorder.server as server_mod
+
+        real = server_mod.is_healthy
+        server_mod.is_healthy = lambda url, timeout=2.0: False  # never ready
+        try:
+            with pytest.raises(Exception, match="not healthy within"):
+                srv.start(timeout=15)
+        finally:
+            server_mod.is_healthy = real
+        assert srv.proc is not None and srv.proc.poll() is not None
+        with pytest.raises(ProcessLookupError):
+            os.killpg(srv.proc.pid, 0)  # no process of the group is left
+
+
+def test_static_prefix_server_is_found_ready(pg_admin_uri: str, tmp_path: Any) -> None:
+    from qrecorder.server import static_prefix
+
+    assert static_prefix(["--static-prefix", "/ml/"]) == "/ml" and static_prefix(["--static-prefix=ml"]) == "/ml"
+    assert static_prefix(["--workers", "2"]) == ""
+    with fresh_pg_database(pg_admin_uri, "qrec_prefix") as db:
+        cfg = ServerConfig(backend_store_uri=db, artifacts_destination=str(tmp_path / "a"), port=free_port(), workers=1,
+                           extra_args=["--static-prefix", "/ml"])
+        with ServerProcess(cfg, log_path=tmp_path / "server.log") as srv:
+            t = Target(srv, db)
+            r = t.session.post(srv.url + "/ml" + API + "experiments/create", json={"name": "p"}, timeout=60)
+            assert r.status_code == 200, r.text
+            exp_id = r.json()["experiment_id"]
+            r = t.session.post(srv.url + "/ml" + API + "runs/create", json={"experiment_id": exp_id}, timeout=60)
+            run_id = r.json()["run"]["info"]["run_id"]
+            r = t.session.post(srv.url + "/ml" + API + "runs/log-batch", json={"run_id": run_id, "metrics": _metrics(3)},
+                               timeout=60)
+            assert r.status_code == 200 and r.headers.get(FAST_PATH_HEADER) == "1", r.text
+            assert len(t.rows(run_id)["metrics"]) == 3

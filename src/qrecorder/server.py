@@ -351,7 +351,11 @@ class ServerProcess:
         # stop()/kill() signal as a whole.
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()  # a server that never became ready (or a Ctrl-C meanwhile) leaves no process behind
+                raise
         return self
 
     def wait_ready(self, timeout: float = 180.0) -> None:
@@ -363,7 +367,7 @@ class ServerProcess:
                     + (f"; see {self.log_path}" if self.log_path else "")
                     + f": {self.tail_log()}"
                 )
-            if is_healthy(self.url):
+            if is_healthy(self.url + static_prefix(self.cfg.extra_args)):
                 return
             time.sleep(0.3)
         raise StoreUnavailableError(f"mlflow server at {self.url} was not healthy within {timeout:.0f}s: {self.tail_log()}")
@@ -411,6 +415,17 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def static_prefix(args: list[str]) -> str:
+    """MLflow's ``--static-prefix`` among extra arguments ('' without one): its routes,
+    ``/health`` included, live below it."""
+    for i, arg in enumerate(args):
+        if arg == "--static-prefix" and i + 1 < len(args):
+            return "/" + args[i + 1].strip("/")
+        if arg.startswith("--static-prefix="):
+            return "/" + arg.split("=", 1)[1].strip("/")
+    return ""
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
