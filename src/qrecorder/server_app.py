@@ -48,7 +48,8 @@ def create_app() -> Any:
         from mlflow.server.auth import create_app as create_auth_app
 
         served = create_auth_app(flask_app)  # registers auth's before_request first
-    if os.environ.get(ENV_FAST_PATHS, "1") != "0":
+    # Not in `--artifacts-only` mode: there MLflow's tracking handlers answer 503 (no store).
+    if os.environ.get(ENV_FAST_PATHS, "1") != "0" and not os.environ.get("_MLFLOW_SERVER_ARTIFACTS_ONLY"):
         FastPaths().install(flask_app)
     if served is flask_app and os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
