@@ -62,6 +62,8 @@ _NOT_PLAIN_ENV = (
     "MLFLOW_ENABLE_WORKSPACES",
     "_MLFLOW_DATABRICKS_TRAFFIC_ID",
     "DATABRICKS_RUNTIME_VERSION",
+    "MLFLOW_ACTIVE_MODEL_ID",  # MLflow's client adds it to every metric (model_id)
+    "_MLFLOW_ACTIVE_MODEL_ID",
 )
 _PLUGIN_GROUPS = re.compile(r"^\s*\[\s*mlflow\.request_(header|auth)_provider\s*\]", re.MULTILINE)
 
