@@ -501,3 +501,22 @@ def test_one_session_per_process() -> None:
     os.waitpid(pid, 0)
     os.close(r)
     assert answer == b"1"
+
+
+def test_answers_without_json_raise_as_mlflow_does(scripted: _Scripted) -> None:
+    from mlflow import MlflowClient
+
+    client, theirs = rest.RestClient(scripted.url), MlflowClient(scripted.url)
+    for status, text in ((404, "<html>not here</html>"), (400, "plain text"), (200, "not json")):
+        errors = []
+        for fn in (client.get_experiment_by_name, theirs.get_experiment_by_name):
+            scripted.replies = [(status, text)]
+            with pytest.raises(Exception) as info:
+                calls.call(fn, "x")
+            errors.append(info.value)
+        ours, mlflows = errors
+        assert type(ours) is type(mlflows), (ours, mlflows)
+        assert ours.error_code == mlflows.error_code  # type: ignore[attr-defined]
+        if status != 200:
+            assert str(ours) == str(mlflows)
+            assert (ours.sqlstate, ours.error_class) == (mlflows.sqlstate, mlflows.error_class)  # type: ignore[attr-defined]

@@ -74,7 +74,8 @@ class RestError(Exception):
     ``error_code`` is the server's (or, without a JSON body, the one MLflow derives from the
     HTTP status); ``get_http_status_code()`` is the HTTP status the server answered with."""
 
-    def __init__(self, status: int, endpoint: str, text: str, body: dict[str, Any] | None) -> None:
+    def __init__(self, status: int, endpoint: str, text: str, body: dict[str, Any] | None,
+                 message: str | None = None) -> None:
         self.status = status
         self.endpoint = endpoint
         self.text = text
@@ -86,7 +87,9 @@ class RestError(Exception):
             message = f"{code}: {body['message'] if 'message' in body else 'Response: ' + str(body)}"
         else:
             code = _STATUS_TO_CODE.get(status, "INTERNAL_ERROR")
-            message = f"API request to endpoint {endpoint} failed with error code {status} != 200. Response body: '{text}'"
+            message = message or (
+                f"API request to endpoint {endpoint} failed with error code {status} != 200. Response body: '{text}'"
+            )
         self.error_code = code
         self.message = message
         super().__init__(message)
@@ -102,9 +105,16 @@ class RestError(Exception):
         if self.json is not None:
             return RestException(self.json)
         try:
-            return MlflowException(self.message, error_code=ErrorCode.Value(self.error_code))
+            code = ErrorCode.Value(self.error_code)
         except ValueError:  # pragma: no cover - a code this MLflow does not know
             return MlflowException(self.message)
+        try:
+            from mlflow.error_classification import ErrorClass, SqlState
+
+            return MlflowException(self.message, error_code=code, sqlstate=SqlState.from_cp_error_code(self.error_code),
+                                   error_class=ErrorClass.from_cp_error_code(self.error_code))
+        except ImportError:  # pragma: no cover - an MLflow without error classes
+            return MlflowException(self.message, error_code=code)
 
 
 def is_server_error(exc: BaseException) -> bool:
@@ -362,8 +372,9 @@ class RestClient:
             return {}
         decoded = _json_object(text)
         if decoded is None:
-            raise RestError(response.status_code, f"{API}{endpoint}", "API request to endpoint was successful but "
-                            f"the response body was not in a valid JSON format: {text[:200]}", None)
+            raise RestError(response.status_code, f"{API}{endpoint}", text, None, message=(
+                "API request to endpoint was successful but the response body was not in a valid JSON format. "
+                f"Response body: '{text[:200]}'"))
         return decoded
 
     # -------------------------------------------------------------- experiments
