@@ -316,13 +316,13 @@ def test_5xx_and_429_retried_invalid_value_not(scripted: _Scripted, monkeypatch:
     monkeypatch.setenv("QRECORDER_RETRY_SECONDS", "20")
     client = rest.RestClient(scripted.url)
     assert client.available()
-    scripted.replies = [(503, "Service Unavailable"), (429, "{}"), (502, "<html>bad gateway</html>"),
+    scripted.replies = [(503, "Service Unavailable"), (429, "{}"), (408, ""), (502, "<html>bad gateway</html>"),
                         (500, json.dumps({"error_code": "INTERNAL_ERROR", "message": "boom"})),
                         (200, json.dumps({"experiment": {"experiment_id": "7", "name": "x", "lifecycle_stage": "active",
                                                          "tags": [{"key": "k", "value": "v"}]}}))]
     exp = calls.call(client.get_experiment_by_name, "x")
     assert exp is not None and (exp.experiment_id, exp.tags) == ("7", {"k": "v"})
-    assert len(scripted.requests) == 5
+    assert len(scripted.requests) == 6
 
     refused = {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid value for metric 'x'"}
     scripted.replies = [(400, json.dumps(refused))]
@@ -520,3 +520,13 @@ def test_answers_without_json_raise_as_mlflow_does(scripted: _Scripted) -> None:
         if status != 200:
             assert str(ours) == str(mlflows)
             assert (ours.sqlstate, ours.error_class) == (mlflows.sqlstate, mlflows.error_class)  # type: ignore[attr-defined]
+
+
+def test_session_is_set_up_as_mlflows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.utils.request_utils import _get_request_session
+
+    monkeypatch.setattr(rest, "_session", None)
+    ours = rest.session().get_adapter("http://x")
+    theirs = _get_request_session(0, 2, 1.0, frozenset([429]), True, True).get_adapter("http://x")
+    assert ours.poolmanager.connection_pool_kw["socket_options"] == theirs.poolmanager.connection_pool_kw["socket_options"]
+    assert (ours._pool_connections, ours._pool_maxsize) == (theirs._pool_connections, theirs._pool_maxsize)

@@ -276,11 +276,53 @@ def session() -> requests.Session:
         return current
     with _session_lock:
         if _session is None or _session_pid != os.getpid():
-            import requests
-
-            _session = requests.Session()  # the parent's, if any, is left alone: its sockets are shared
+            _session = _new_session()  # the parent's, if any, is left alone: its sockets are shared
             _session_pid = os.getpid()
         return _session
+
+
+def _new_session() -> requests.Session:
+    """A session set up as MLflow's (``mlflow.utils.request_utils``): its pool sizes and TCP
+    keepalive (a dead server found within ~1 min on an idle connection), no urllib3 retries."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    options = _socket_options()
+
+    class KeepAliveAdapter(HTTPAdapter):
+        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
+            kwargs.setdefault("socket_options", options)
+            super().init_poolmanager(connections, maxsize, block=block, **kwargs)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("socket_options", options)
+            return super().proxy_manager_for(proxy, **kwargs)
+
+    adapter = KeepAliveAdapter(pool_connections=_env_int("MLFLOW_HTTP_POOL_CONNECTIONS", 10) or 10,
+                               pool_maxsize=_env_int("MLFLOW_HTTP_POOL_MAXSIZE", 10) or 10, max_retries=0)
+    new = requests.Session()
+    new.mount("https://", adapter)
+    new.mount("http://", adapter)
+    return new
+
+
+def _socket_options() -> list[tuple[int, int, int]]:
+    import socket
+
+    from urllib3.connection import HTTPConnection
+
+    options = list(HTTPConnection.default_socket_options or [])
+    if _truthy("MLFLOW_HTTP_TCP_KEEPALIVE") is False and os.environ.get("MLFLOW_HTTP_TCP_KEEPALIVE") is not None:
+        return options
+    options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    for name, env, default in (("TCP_KEEPIDLE", "MLFLOW_HTTP_TCP_KEEPALIVE_IDLE", 30),
+                               ("TCP_KEEPINTVL", "MLFLOW_HTTP_TCP_KEEPALIVE_INTERVAL", 10),
+                               ("TCP_KEEPCNT", "MLFLOW_HTTP_TCP_KEEPALIVE_COUNT", 3)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), _env_int(env, default) or default))
+    if not hasattr(socket, "TCP_KEEPIDLE") and hasattr(socket, "TCP_KEEPALIVE"):  # macOS
+        options.append((socket.IPPROTO_TCP, socket.TCP_KEEPALIVE, _env_int("MLFLOW_HTTP_TCP_KEEPALIVE_IDLE", 30) or 30))
+    return options
 
 
 # ------------------------------------------------------------------ values

@@ -45,7 +45,7 @@ TRANSIENT_MARKERS = (
     "service unavailable",
     "gateway timeout",
 )
-TRANSIENT_HTTP = (429, 500, 502, 503, 504)
+TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)  # MLflow's client retries these (request_utils)
 # PostgreSQL SQLSTATEs: connection exceptions (class 08), admin/crash shutdown and "cannot
 # connect now" (57P01-57P03), too many connections, serialization failure, deadlock.
 TRANSIENT_PGCODES = ("57P01", "57P02", "57P03", "53300", "40001", "40P01")
