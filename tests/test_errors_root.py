@@ -16,6 +16,9 @@ OUTSIDE = {
     "qrecorder.errors.TerminatedBySignal",
     "qrecorder.mlflow.sql.reads.Unsupported",
     "qrecorder.mlflow.stale._LockTimeout",
+    # Stands for MLflow's RestException inside the light REST calls (retried like it, so not a
+    # QRecorderError, which is never transient); callers get MLflow's exception (rest.caller_error).
+    "qrecorder.mlflow.rest.RestError",
 }
 OPTIONAL = ("qrecorder.qlib",)  # needs pyqlib
 

@@ -75,7 +75,9 @@ def _raise_if_final(exc: Exception, deadline: retry.Deadline, what: Any) -> None
             "<db>-shm beside it), or copy the store somewhere writable and point QRECORDER_URI at the copy."
         ) from exc
     if not retry.is_transient(exc):
-        raise exc
+        from .rest import caller_error
+
+        raise caller_error(exc)  # a light REST answer as MLflow's client raises it
     if deadline.elapsed >= deadline.budget:
         raise StoreUnavailableError(
             f"{_name(what)} on {describe_target(what)}: {_kind_of_failure(exc)} for {deadline.elapsed:.1f}s, "

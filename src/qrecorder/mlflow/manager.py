@@ -56,6 +56,11 @@ class MLflowExpManager(ExpManager):
             # The rows MLflow writes, without importing it; a taken name raises ExpAlreadyExistError.
             exp_id = calls.call(sink.create_experiment, name, location, tags)
             return self.experiment_class(exp_id, name, store.uri, store=store)
+        rest = store.rest
+        if rest is not None:
+            # A tracking server's requests without importing MLflow (a taken name: ExpAlreadyExistError).
+            exp_id = rest.create_experiment(name, location, tags)
+            return self.experiment_class(exp_id, name, store.uri, store=store)
         from mlflow.exceptions import MlflowException
 
         with store.creation_lock():
@@ -115,6 +120,9 @@ class MLflowExpManager(ExpManager):
                     raise ExperimentNotFoundError(f"No experiment with id {experiment_id!r} in {store.uri}.")
                 raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
             return self._checked_exp(store, row.experiment_id, row.name, row.lifecycle_stage, experiment_id, experiment_name)
+        rest = store.rest
+        if rest is not None:
+            return self._lookup_exp_rest(store, rest, experiment_id, experiment_name)
         from mlflow.exceptions import MlflowException
 
         if experiment_id is not None:
@@ -124,6 +132,26 @@ class MLflowExpManager(ExpManager):
                 raise ExperimentNotFoundError(f"No experiment with id {experiment_id!r} in {store.uri}.") from exc
         else:
             found = calls.call(store.client.get_experiment_by_name, experiment_name)
+            if found is None:
+                raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
+            exp = found
+        return self._checked_exp(store, exp.experiment_id, exp.name, exp.lifecycle_stage, experiment_id, experiment_name)
+
+    def _lookup_exp_rest(
+        self, store: Store, rest: Any, experiment_id: str | None, experiment_name: str | None
+    ) -> MLflowExperiment:
+        """``_lookup_exp`` through the light REST calls (the same requests as MLflow's client)."""
+        from .rest import is_mlflow_error
+
+        if experiment_id is not None:
+            try:
+                exp = calls.call(rest.get_experiment, str(experiment_id))
+            except Exception as exc:
+                if not is_mlflow_error(exc):
+                    raise
+                raise ExperimentNotFoundError(f"No experiment with id {experiment_id!r} in {store.uri}.") from exc
+        else:
+            found = calls.call(rest.get_experiment_by_name, experiment_name)
             if found is None:
                 raise ExperimentNotFoundError(f"No experiment named {experiment_name!r} in {store.uri}.")
             exp = found

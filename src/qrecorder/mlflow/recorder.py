@@ -222,7 +222,11 @@ class MLflowRecorder(Recorder):
         return self._running_here
 
     def _create_run_directly(self, tags: dict[str, str]) -> Any:
-        """A new run by SQL on a SQLite store (MLflow's rows, MLflow not imported); None: use MLflow."""
+        """A new run by SQL on a SQLite store (MLflow's rows, MLflow not imported) or by MLflow's
+        request on a tracking server (:mod:`.rest`); None: use MLflow's client."""
+        rest = self._store.rest
+        if rest is not None:
+            return rest.create_run(str(self.experiment_id), self.name, tags)  # retried inside (call_once)
         sink = self._store.sql_sink if self._store.kind == "sqlite" else None
         if sink is None or not self.name:
             return None
@@ -341,8 +345,11 @@ class MLflowRecorder(Recorder):
                     warnings.warn(message, stale.StaleRunWarning, stacklevel=3)
             else:
                 sink = self._store.sql_sink
+                rest = self._store.rest
                 if sink is not None:
                     calls.call(sink.set_terminated, run_id, final, end_ms)
+                elif rest is not None:
+                    calls.call(rest.update_run, run_id, final, end_ms)
                 else:
                     calls.call(self._client.set_terminated, run_id, final, end_time=end_ms)
         except Exception as exc:

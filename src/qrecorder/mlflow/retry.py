@@ -45,7 +45,7 @@ TRANSIENT_MARKERS = (
     "service unavailable",
     "gateway timeout",
 )
-TRANSIENT_HTTP = (429, 500, 502, 503, 504)
+TRANSIENT_HTTP = (408, 429, 500, 502, 503, 504)  # MLflow's client retries these (request_utils)
 # PostgreSQL SQLSTATEs: connection exceptions (class 08), admin/crash shutdown and "cannot
 # connect now" (57P01-57P03), too many connections, serialization failure, deadlock.
 TRANSIENT_PGCODES = ("57P01", "57P02", "57P03", "53300", "40001", "40P01")
@@ -126,11 +126,11 @@ def _is_qrecorder_error(exc: BaseException) -> bool:
 
 
 def _is_server_reply(exc: BaseException) -> bool:
-    try:
-        from mlflow.exceptions import RestException
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, RestException)
+    """An answer of a tracking server: qrecorder's light REST calls' or MLflow's RestException
+    (only when MLflow is imported: else nothing could have raised one)."""
+    from .rest import is_server_error
+
+    return is_server_error(exc)
 
 
 def backoff_delays(budget: float, first: float = 0.05, cap: float = 5.0) -> Iterator[float]:

@@ -303,6 +303,16 @@ def finish_run(store: Store, run_id: str, status: str, end_ms: int, check_stale:
     if sink is not None:
         found = sink.finish_run(run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
         return None if found is None else returned_message(run_id, found, status)
+    rest = store.rest
+    if rest is not None:  # a tracking server's requests without MLflow (see .rest)
+        if check_stale:
+            run = calls.call(rest.get_run, run_id)
+            tags = dict(run.data.tags)
+            if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":
+                calls.call(rest.log_batch, run_id, [], [], [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
+                return returned_message(run_id, tags, status)
+        calls.call(rest.update_run, run_id, status, end_ms)
+        return None
     if not check_stale:
         calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
         return None

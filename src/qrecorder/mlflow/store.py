@@ -13,7 +13,9 @@ A SQLite store at MLflow's head revision opens without MLflow: the database file
 here (schema template, WAL) and read and written with :mod:`sqlite3` through :mod:`.sql`
 while the schema guard allows it; ``Store.client`` (MLflow's client, ~1.7 s to import) is
 opened on the first call that needs MLflow's API (artifacts, deletes, filters the direct
-path does not translate). Other stores open their client at once.
+path does not translate). A tracking server with a plain client configuration opens the
+same way: the calls of a plain run go through :mod:`.rest` (``requests``, MLflow's requests)
+and ``Store.client`` opens on first need. Other stores open their client at once.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from . import calls, retry
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from .rest import RestClient
     from .writer import BatchWriter
 
 logger = logging.getLogger("qrecorder")
@@ -64,7 +67,14 @@ class Store:
         self._open_report: Any = None  # what the replay at open wrote (qrec recover reports it)
         self._client: MlflowClient | None = None
         self._client_lock = threading.Lock()
-        if location.kind == "sqlite":
+        self._rest: RestClient | None = None
+        if location.kind == "http":
+            bound_mlflow_http_retries()
+        from . import rest
+
+        if location.kind == "http" and rest.plain_config(location.uri):
+            self._rest = rest.RestClient(location.uri)  # MLflow's client when something needs it
+        elif location.kind == "sqlite":
             self._client = _prepare_sqlite(location, self.lock_path)  # a client only if MLflow had to migrate
             if self._client is None and not self._default_experiment_ready():
                 self._client = _open_sqlite_client(location)  # MLflow creates the Default experiment
@@ -78,8 +88,20 @@ class Store:
         if client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = _open_sqlite_client(self.location)
+                    if self.kind == "sqlite":
+                        self._client = _open_sqlite_client(self.location)
+                    else:
+                        self._client = _open_client(self.location, self.lock_path)
                 client = self._client
+        return client
+
+    @property
+    def rest(self) -> RestClient | None:
+        """The light REST calls of a tracking server (:mod:`.rest`), or None: MLflow's client.
+        None as soon as the client configuration stops being plain (variables are read again)."""
+        client = self._rest
+        if client is None or not client.available():
+            return None
         return client
 
     @property
@@ -119,7 +141,7 @@ class Store:
                     journal = None
                     if journaling_enabled():
                         journal = Journal(journal_dir_for(self.uri, self.kind, self.location.path), self.uri)
-                    self._writer = BatchWriter(_LazyClient(self), sink=self.sql_sink, journal=journal,
+                    self._writer = BatchWriter(_LazyClient(self), sink=self.sql_sink or self._rest, journal=journal,
                                                flush_interval=_flush_interval(self.kind))
         return self._writer
 

@@ -340,7 +340,13 @@ class BatchWriter:
         return failed
 
     def _write_run(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
-        if self._sink is not None and not any(k.startswith("mlflow.") for k, _ in tags):
+        sink = self._sink
+        if sink is not None and getattr(sink, "remote", False):
+            if sink.available():  # rest.RestClient: MLflow's requests, without MLflow
+                for m, p, t in _chunks(metrics, params, tags):
+                    self._with_retry(run_id, sink.log_batch, run_id, m, p, t)
+                return
+        elif sink is not None and not any(k.startswith("mlflow.") for k, _ in tags):
             for start in range(0, max(len(metrics), 1), SQL_ROWS_PER_TRANSACTION):
                 chunk = metrics[start : start + SQL_ROWS_PER_TRANSACTION]
                 first = start == 0
