@@ -49,7 +49,7 @@ class MLflowExpManager(ExpManager):
         store = self.store(uri)
         location = _artifact_location(store, name)
         tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_ML}
-        sink = store.sql_sink if store.kind == "sqlite" else None
+        sink = store.sql_sink if store.kind in ("sqlite", "postgresql") else None
         from .sql.writes import location_fits
 
         if sink is not None and location is not None and location_fits(location):

@@ -227,7 +227,7 @@ class MLflowRecorder(Recorder):
         rest = self._store.rest
         if rest is not None:
             return rest.create_run(str(self.experiment_id), self.name, tags)  # retried inside (call_once)
-        sink = self._store.sql_sink if self._store.kind == "sqlite" else None
+        sink = self._store.sql_sink if self._store.kind in ("sqlite", "postgresql") else None
         if sink is None or not self.name:
             return None
         from .store import _unique_start_ms

@@ -78,6 +78,8 @@ class Store:
             self._client = _prepare_sqlite(location, self.lock_path)  # a client only if MLflow had to migrate
             if self._client is None and not self._default_experiment_ready():
                 self._client = _open_sqlite_client(location)  # MLflow creates the Default experiment
+        elif location.kind == "postgresql" and self._pg_ready():
+            pass  # direct SQL (psycopg2) on a schema MLflow made: its client opens on first need
         else:
             self._client = _open_client(location, self.lock_path)
 
@@ -110,6 +112,18 @@ class Store:
         from .sql.db import database_for
 
         return database_for(self)
+
+    def _pg_ready(self) -> bool:
+        """A PostgreSQL store MLflow has set up (verified schema, Default experiment) and
+        direct SQL on it: a fresh process then needs neither MLflow nor SQLAlchemy."""
+        if os.environ.get("QRECORDER_FAST_WRITE", "1") == "0":
+            return False
+        try:
+            db = self.direct
+            return db is not None and bool(db.rows("SELECT 1 FROM experiments WHERE experiment_id = 0"))
+        except Exception as exc:  # noqa: BLE001 - MLflow's client decides (and says what is wrong)
+            logger.debug("qrecorder: PostgreSQL store not opened directly: %s", exc)
+            return False
 
     def _default_experiment_ready(self) -> bool:
         """MLflow inserts its Default experiment (id 0) into a database that lacks it when

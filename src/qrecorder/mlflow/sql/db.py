@@ -184,7 +184,90 @@ class SqliteDatabase(Database):
                 con.close()
 
 
-_open_databases: list[SqliteDatabase] = []
+class PsycopgDatabase(Database):
+    """psycopg2 connections to a PostgreSQL store, one per thread (and process), without
+    SQLAlchemy or MLflow: a fresh process reads and writes its runs in milliseconds.
+
+    Used when the store's URI is one libpq understands; MLflow's engine otherwise."""
+
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, uri: str, decision: Decision) -> None:
+        self.dsn = dsn
+        self.uri = uri
+        self.decision = decision
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._generation = 0
+        _open_databases.append(self)
+
+    def connection(self) -> Any:
+        local = self._local
+        con = getattr(local, "con", None)
+        if con is None or con.closed or getattr(local, "pid", None) != os.getpid() or local.gen != self._generation:
+            import psycopg2
+
+            con = psycopg2.connect(self.dsn)
+            local.con, local.pid, local.gen = con, os.getpid(), self._generation
+            with _open_lock:
+                self._opened.append(con)
+        return con
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        con = self.connection()
+        try:
+            with con.cursor() as cur:
+                cur.execute(Tx(None, True)._sql(sql), tuple(params))
+                return [tuple(r) for r in cur.fetchall()]
+        finally:
+            _rollback_quietly(con)  # end the implicit read transaction
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        con = self.connection()
+        cur = con.cursor()
+        try:
+            yield Tx(cur, translate=True)
+            con.commit()
+        except BaseException:
+            _rollback_quietly(con)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def close_all(self) -> None:
+        with _open_lock:
+            opened, self._opened = self._opened, []
+            self._generation += 1
+        if getattr(self._local, "pid", None) != os.getpid():
+            return  # a forked child does not close its parent's connections
+        for con in opened:
+            with contextlib.suppress(Exception):
+                con.close()
+
+
+def _rollback_quietly(con: Any) -> None:
+    with contextlib.suppress(Exception):
+        if not con.closed:
+            con.rollback()
+
+
+def libpq_dsn(uri: str) -> str | None:
+    """A SQLAlchemy PostgreSQL URI as libpq reads it (``postgresql+psycopg2://`` → ``postgresql://``);
+    None when it carries what only SQLAlchemy understands."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in ("postgresql", "postgres"):
+        return None
+    query = urlsplit(uri).query
+    if any(key in ("driver", "async_fallback", "plugin") for key, _ in parse_qsl(query)):
+        return None
+    return "postgresql://" + rest
+
+
+_open_databases: list[Any] = []
 _open_lock = threading.Lock()
 
 
@@ -260,7 +343,19 @@ def database_for(store: Store) -> Database | None:
         pass
     with _lock:
         if key not in _databases:
-            _databases[key] = _open(store)
+            if store.kind == "postgresql" and store._client is None:
+                # A fresh process, MLflow not opened: psycopg2 alone if the schema is ready. Not
+                # cached when it is not: decided again (with MLflow's engine) once its client opened.
+                try:
+                    db = _psycopg_database(store.uri)
+                except Exception as exc:  # noqa: BLE001 - MLflow's client will say what is wrong
+                    logger.debug("qrecorder: direct PostgreSQL connection unavailable for %s: %s", store.uri, exc)
+                    db = None
+                if db is None:
+                    return None
+                _databases[key] = db
+            else:
+                _databases[key] = _open(store)
     return _databases[key]
 
 
@@ -283,6 +378,42 @@ def _open(store: Store) -> Database | None:
     except Exception as exc:  # noqa: BLE001 - any surprise means: use MLflow's API
         logger.debug("qrecorder: direct SQL unavailable for %s: %s", store.uri, exc)
         return None
+
+
+def _psycopg_database(uri: str) -> PsycopgDatabase | None:
+    """Direct SQL on a PostgreSQL store with psycopg2 alone, if libpq takes the URI and the
+    schema guard allows it (a store MLflow has not made yet has no schema: None)."""
+    from ..calls import describe_uri
+    from .guard import decide, installed_mlflow_version
+
+    dsn = libpq_dsn(uri)
+    if dsn is None:
+        return None
+    try:
+        import psycopg2  # noqa: F401 - a dependency of qrecorder; absent: MLflow's engine
+    except ImportError:
+        return None
+    db = PsycopgDatabase(dsn, describe_uri(uri), Decision(False, "", "undecided"))
+    con = db.connection()
+
+    def rows(sql: str) -> Sequence[Sequence[Any]]:
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        except Exception:
+            _rollback_quietly(con)  # a failed statement aborts PostgreSQL's transaction
+            raise
+
+    try:
+        decision = decide(rows, installed_mlflow_version())
+    finally:
+        _rollback_quietly(con)
+    if not decision.allowed:
+        db.close_all()
+        return None
+    db.decision = decision
+    return db
 
 
 def database_for_sql_store(sql_store: Any) -> Database | None:

@@ -208,7 +208,18 @@ class SqlBatchSink:
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int) -> Any:
         self._check_file()
-        return create_run(self.db, experiment_id, run_name, tags, start_time)
+        if self.db.dialect != "postgresql":
+            return create_run(self.db, experiment_id, run_name, tags, start_time)
+        # A server: the reply to COMMIT can be lost with the run made. The id is chosen here, so
+        # a retry first looks for it (calls.call_once) instead of making a second run.
+        run_id = uuid.uuid4().hex
+        from .. import calls
+
+        return calls.call_once(
+            lambda: create_run(self.db, experiment_id, run_name, tags, start_time, run_id),
+            lambda: _light_run_by_id(self.db, run_id),
+            self.create_run,
+        )
 
     def finish_run(
         self, run_id: str, status: str, end_ms: int, stale_tag: str, returned: list[tuple[str, str]]
@@ -336,8 +347,13 @@ def create_experiment(db: Database, name: str, artifact_location: str, tags: dic
         columns, values = columns + ", workspace", values + ", 'default'"
     try:
         with db.transaction() as tx:
-            cur = tx.execute(f"INSERT INTO experiments ({columns}) VALUES ({values})", row)
-            exp_id = cur.lastrowid
+            if db.dialect == "postgresql":  # its serial id (lastrowid is an OID there)
+                found = tx.execute(f"INSERT INTO experiments ({columns}) VALUES ({values}) RETURNING experiment_id",
+                                   row).fetchone()
+                assert found is not None
+                exp_id = found[0]
+            else:
+                exp_id = tx.execute(f"INSERT INTO experiments ({columns}) VALUES ({values})", row).lastrowid
             if tags:
                 tx.executemany(
                     "INSERT INTO experiment_tags (key, value, experiment_id) VALUES (:k, :v, :e)",
@@ -351,7 +367,7 @@ def create_experiment(db: Database, name: str, artifact_location: str, tags: dic
 
 
 def create_run(
-    db: Database, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int
+    db: Database, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int, run_id: str | None = None
 ) -> Any:
     """The rows of MlflowClient's ``create_run`` (runs, tags with ``mlflow.runName``); the new
     run as a :class:`.entities.LightRun`, or None when MLflow must make it (an artifact
@@ -363,7 +379,7 @@ def create_run(
     tags = dict(tags)
     tags.setdefault(RUN_NAME_TAG, run_name)
     user = tags.get(USER_TAG, "unknown")
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     with db.transaction() as tx:
         found = tx.execute(
             "SELECT artifact_location, lifecycle_stage, name FROM experiments WHERE experiment_id = ?",
@@ -390,6 +406,21 @@ def create_run(
             [{"k": k, "v": v, "r": run_id} for k, v in tags.items()],
         )
     info = LightRunInfo(run_id, str(experiment_id), user, "RUNNING", start_time, None, "active", artifact_uri, run_name)
+    return LightRun(info, LightRunData(tags=tags))
+
+
+def _light_run_by_id(db: Database, run_id: str) -> Any:
+    """The run ``run_id`` as a light run (its info and tags), or None."""
+    from .entities import LightRun, LightRunData, LightRunInfo
+
+    found = db.rows(
+        "SELECT run_uuid, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri, name "
+        "FROM runs WHERE run_uuid = ?", [run_id])
+    if not found:
+        return None
+    r = found[0]
+    tags = dict(db.rows("SELECT key, value FROM tags WHERE run_uuid = ?", [run_id]))
+    info = LightRunInfo(r[0], str(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
     return LightRun(info, LightRunData(tags=tags))
 
 
