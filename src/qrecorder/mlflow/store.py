@@ -15,7 +15,9 @@ while the schema guard allows it; ``Store.client`` (MLflow's client, ~1.7 s to i
 opened on the first call that needs MLflow's API (artifacts, deletes, filters the direct
 path does not translate). A tracking server with a plain client configuration opens the
 same way: the calls of a plain run go through :mod:`.rest` (``requests``, MLflow's requests)
-and ``Store.client`` opens on first need. Other stores open their client at once.
+and ``Store.client`` opens on first need. A PostgreSQL store MLflow has set up (schema,
+Default experiment) opens the same way with psycopg2 (:class:`.sql.db.PsycopgDatabase`); an
+empty one is set up by MLflow's client. Other stores open their client at once.
 """
 
 from __future__ import annotations
