@@ -117,6 +117,24 @@ class RestError(Exception):
             return MlflowException(self.message, error_code=code)
 
 
+class RequestFailed(Exception):
+    """A request that got no answer for a reason other than a connection error or a timeout (an
+    invalid URL or header, ...): MLflow's ``http_request`` raises these as ``MlflowException``
+    (``InvalidUrlException`` for an invalid URL) with the same message, never retried."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        import requests
+
+        self.invalid_url = isinstance(cause, requests.exceptions.InvalidURL)
+        message = f"Invalid url: {url}" if self.invalid_url else f"API request to {url} failed with exception {cause}"
+        super().__init__(message)
+
+    def to_mlflow(self) -> Exception:
+        from mlflow.exceptions import InvalidUrlException, MlflowException
+
+        return (InvalidUrlException if self.invalid_url else MlflowException)(str(self))
+
+
 def is_server_error(exc: BaseException) -> bool:
     """An error a tracking server answered with: ours, or MLflow's (if MLflow is imported)."""
     if isinstance(exc, RestError):
@@ -127,7 +145,7 @@ def is_server_error(exc: BaseException) -> bool:
 
 def is_mlflow_error(exc: BaseException) -> bool:
     """True for what MLflow's client would raise as ``MlflowException`` (any of its kinds)."""
-    if isinstance(exc, RestError):
+    if isinstance(exc, (RestError, RequestFailed)):
         return True
     module = sys.modules.get("mlflow.exceptions")
     return module is not None and isinstance(exc, module.MlflowException)
@@ -135,7 +153,7 @@ def is_mlflow_error(exc: BaseException) -> bool:
 
 def caller_error(exc: Exception) -> Exception:
     """What the caller sees for a final error: MLflow's exception for a server's answer."""
-    if isinstance(exc, RestError):
+    if isinstance(exc, (RestError, RequestFailed)):
         converted = exc.to_mlflow()
         converted.__cause__ = exc
         return converted
@@ -407,6 +425,10 @@ class RestClient:
                 f"API request to {url} failed with timeout exception {exc}. To increase the timeout, set the "
                 "environment variable MLFLOW_HTTP_REQUEST_TIMEOUT to a larger value."
             ) from exc
+        except requests.exceptions.ConnectionError:
+            raise  # transient: retried (MLflow's message says "Max retries exceeded" as well)
+        except Exception as exc:  # noqa: BLE001 - as MLflow's http_request: an MlflowException for the caller
+            raise RequestFailed(url, exc) from exc
         text = response.text
         if response.status_code != 200:
             raise RestError(response.status_code, f"{API}{endpoint}", text, _json_object(text))
