@@ -54,3 +54,49 @@ def test_request_that_cannot_be_sent_raises_mlflows_exception(url: str, extra: d
     light, heavy = _both(FAILING_START.format(url=url), tmp_path, **extra)
     assert light == heavy
     assert light[0].startswith("mlflow.exceptions.")
+
+
+@pytest.mark.parametrize("env", [
+    {"MLFLOW_TRACKING_SERVER_CERT_PATH": ""},  # MLflow: verify="" (no verification)
+    {"MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem", "MLFLOW_TRACKING_INSECURE_TLS": "true"},
+    {"MLFLOW_TRACKING_CLIENT_CERT_PATH": ""},
+    {"MLFLOW_TRACKING_CLIENT_CERT_PATH": "/client.pem"},
+    {"MLFLOW_TRACKING_TOKEN": ""},
+    {"MLFLOW_TRACKING_INSECURE_TLS": "TRUE"},
+    {"MLFLOW_HTTP_REQUEST_TIMEOUT": " 7 "},
+    {"MLFLOW_HTTP_REQUEST_TIMEOUT": "0"},
+    {"MLFLOW_ALLOW_HTTP_REDIRECTS": "FALSE"},
+    {"MLFLOW_TRACKING_USERNAME": "ann", "MLFLOW_TRACKING_TOKEN": "tok"},  # no password: the token
+    {"MLFLOW_TRACKING_PASSWORD": "pw", "MLFLOW_TRACKING_TOKEN": "tok"},
+    {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": "", "MLFLOW_TRACKING_TOKEN": "tok"},
+])
+def test_edge_configurations_send_mlflows_request(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    from test_rest_cold import _light_requests, _mlflow_requests
+
+    from qrecorder.mlflow import rest
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in PLAIN_ENV_DROPPED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    url = "http://127.0.0.1:1"
+    if not rest.plain_config(url):
+        return  # MLflow's client sends it: nothing to compare
+    client = rest.RestClient(url)
+    ours = _light_requests(monkeypatch, lambda: client.get_run("r1"))
+    mlflows = _mlflow_requests(monkeypatch, url, lambda s: s.get_run("r1"))
+    assert ours == mlflows
+
+
+def test_unreadable_credentials_file_raises_as_mlflow(tmp_path: Path) -> None:
+    """MLflow reads ~/.mlflow/credentials before it sends: its configparser error is not an
+    MlflowException (the light path must not wrap it as a request that failed)."""
+    (tmp_path / ".mlflow").mkdir()
+    (tmp_path / ".mlflow" / "credentials").write_text(
+        "[mlflow]\nmlflow_tracking_username = ann\nmlflow_tracking_password = a%b\n")
+    light, heavy = _both(FAILING_START.format(url="http://127.0.0.1:1"), tmp_path)
+    assert light == heavy
+    assert light[0] == "configparser.InterpolationSyntaxError"

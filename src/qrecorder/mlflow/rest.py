@@ -228,6 +228,8 @@ def plain_config(uri: str) -> bool:
         return False
     if _truthy("MLFLOW_ALLOW_HTTP_REDIRECTS") is None and os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS") is not None:
         return False
+    if _truthy("MLFLOW_TRACKING_INSECURE_TLS") and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") is not None:
+        return False  # MlflowHostCreds refuses both: MLflow's client raises its error
     if "databricks" in uri.lower():
         return False
     return not _request_plugins_installed()
@@ -409,17 +411,20 @@ class RestClient:
         import requests
 
         url = f"{self._host}{API}{endpoint}"
-        cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
-        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+        # As MlflowHostCreds: a variable set to "" is a value (verify="" turns verification off)
+        cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
         verify: bool | str = server_cert if server_cert is not None else not _truthy("MLFLOW_TRACKING_INSECURE_TLS")
         timeout = _env_int("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
         redirects = os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS", "true").lower() in ("true", "1")
         kwargs: dict[str, Any] = {"params": body} if method == "GET" else {"json": body}
         if cert is not None:
             kwargs["cert"] = cert
+        headers = _headers()  # outside the try: MLflow reads the credentials before its http_request
+        http = session()
         try:
-            response = session().request(method, url, headers=_headers(), verify=verify, timeout=timeout,
-                                         allow_redirects=redirects, **kwargs)
+            response = http.request(method, url, headers=headers, verify=verify, timeout=timeout,
+                                    allow_redirects=redirects, **kwargs)
         except requests.exceptions.Timeout as exc:
             raise requests.exceptions.Timeout(
                 f"API request to {url} failed with timeout exception {exc}. To increase the timeout, set the "
