@@ -100,3 +100,31 @@ def test_unreadable_credentials_file_raises_as_mlflow(tmp_path: Path) -> None:
     light, heavy = _both(FAILING_START.format(url="http://127.0.0.1:1"), tmp_path)
     assert light == heavy
     assert light[0] == "configparser.InterpolationSyntaxError"
+
+
+@pytest.mark.parametrize("env", [
+    {"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "abc"},
+    {"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "500"},  # above MLflow's limit (120)
+    {"MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "x"},
+    {"_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT": "-1"},
+    {"MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "maybe"},
+    {"MLFLOW_HTTP_POOL_MAXSIZE": "many"},
+])
+def test_http_settings_mlflow_refuses_are_not_plain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """MLflow's client raises on every request for these values; the light path sent the
+    requests anyway (and the run succeeded). Not plain: MLflow's client raises its error."""
+    from test_rest_cold import _mlflow_requests
+
+    from qrecorder.mlflow import rest
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in PLAIN_ENV_DROPPED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    url = "http://127.0.0.1:1"
+    if "MLFLOW_HTTP_POOL_MAXSIZE" not in env:  # read when MLflow makes its session (patched out here)
+        assert _mlflow_requests(monkeypatch, url, lambda s: s.get_run("r1")) == []  # MLflow refused to send
+    assert not rest.plain_config(url)

@@ -214,6 +214,26 @@ def _truthy(name: str) -> bool | None:
     return low in ("true", "1")
 
 
+def _mlflow_accepts_http_settings() -> bool:
+    """MLflow's http_request reads and checks these variables on every request (its session the
+    pool sizes) and raises for a value it refuses: its client must be the one to raise then."""
+    factor = _env_int("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2)
+    retries_limit = _env_int("_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT", 10)
+    factor_limit = _env_int("_MLFLOW_HTTP_REQUEST_MAX_BACKOFF_FACTOR_LIMIT", 120)
+    if factor is None or retries_limit is None or factor_limit is None:
+        return False
+    if retries_limit < 0 or factor_limit < 0 or factor > factor_limit:
+        return False
+    if _env_int("MLFLOW_HTTP_POOL_CONNECTIONS", 10) is None or _env_int("MLFLOW_HTTP_POOL_MAXSIZE", 10) is None:
+        return False
+    try:
+        float(os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "1.0"))
+    except ValueError:
+        return False
+    return not (_truthy("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") is None
+                and os.environ.get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") is not None)
+
+
 def plain_config(uri: str) -> bool:
     """True when MLflow's client would send this module's requests unchanged (see module doc)."""
     if os.environ.get("QRECORDER_REST", "1") == "0":
@@ -230,6 +250,8 @@ def plain_config(uri: str) -> bool:
         return False
     if _truthy("MLFLOW_TRACKING_INSECURE_TLS") and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") is not None:
         return False  # MlflowHostCreds refuses both: MLflow's client raises its error
+    if not _mlflow_accepts_http_settings():
+        return False
     if "databricks" in uri.lower():
         return False
     return not _request_plugins_installed()
