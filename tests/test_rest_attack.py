@@ -128,3 +128,41 @@ def test_http_settings_mlflow_refuses_are_not_plain(env: dict[str, str], monkeyp
     if "MLFLOW_HTTP_POOL_MAXSIZE" not in env:  # read when MLflow makes its session (patched out here)
         assert _mlflow_requests(monkeypatch, url, lambda s: s.get_run("r1")) == []  # MLflow refused to send
     assert not rest.plain_config(url)
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (500, "INVALID_PARAMETER_VALUE"),  # MLflow's session gives up on the status: retried
+    (503, "INVALID_PARAMETER_VALUE"),
+    (400, "INTERNAL_ERROR"),  # RestException's status comes from its error code (500): retried
+    (400, "TEMPORARILY_UNAVAILABLE"),
+])
+def test_status_and_error_code_disagree_retried_as_mlflow(status: int, code: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer whose HTTP status and JSON error code disagree (a proxy, another server): the
+    light path judged it by the other one, raising at once where MLflow's client is retried."""
+    import json
+    import threading
+
+    from mlflow import MlflowClient
+    from test_rest_cold import _Scripted
+
+    from qrecorder.errors import StoreUnavailableError
+    from qrecorder.mlflow import calls, rest
+
+    for name in PLAIN_ENV_DROPPED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("QRECORDER_RETRY_SECONDS", "0.5")
+    srv = _Scripted()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        answer = (status, json.dumps({"error_code": code, "message": "odd"}))
+        for client in (MlflowClient(srv.url), rest.RestClient(srv.url)):
+            srv.replies = [answer] * 100
+            srv.requests.clear()
+            with pytest.raises(StoreUnavailableError):
+                calls.call(client.get_experiment_by_name, "x")
+            assert len(srv.requests) > 1
+    finally:
+        srv.shutdown()
+        srv.server_close()

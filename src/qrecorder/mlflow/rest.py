@@ -54,6 +54,18 @@ _STATUS_TO_CODE = {
     504: "DEADLINE_EXCEEDED",
 }
 
+# mlflow.exceptions.ERROR_CODE_TO_HTTP_STATUS: RestException.get_http_status_code() of an error code
+_CODE_TO_STATUS = {
+    "INTERNAL_ERROR": 500, "INVALID_STATE": 500, "DATA_LOSS": 500, "NOT_IMPLEMENTED": 501,
+    "TEMPORARILY_UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "REQUEST_LIMIT_EXCEEDED": 429, "CANCELLED": 499,
+    "RESOURCE_EXHAUSTED": 429, "ABORTED": 409, "RESOURCE_CONFLICT": 409, "ALREADY_EXISTS": 409, "NOT_FOUND": 404,
+    "ENDPOINT_NOT_FOUND": 404, "RESOURCE_DOES_NOT_EXIST": 404, "PERMISSION_DENIED": 403, "CUSTOMER_UNAUTHORIZED": 401,
+    "UNAUTHENTICATED": 401, "BAD_REQUEST": 400, "RESOURCE_ALREADY_EXISTS": 400, "INVALID_PARAMETER_VALUE": 400,
+}
+# mlflow.utils.request_utils._TRANSIENT_FAILURE_RESPONSE_CODES: with MLflow's retries off, urllib3
+# raises "Max retries exceeded" for these whatever the body says (a transient error for qrecorder)
+_MLFLOW_RETRY_CODES = (408, 429, 500, 502, 503, 504)
+
 # Variables with which MLflow's client would send other requests than this module.
 _NOT_PLAIN_ENV = (
     "MLFLOW_TRACKING_AUTH",
@@ -95,6 +107,11 @@ class RestError(Exception):
         super().__init__(message)
 
     def get_http_status_code(self) -> int:
+        """As MLflow's exceptions: a JSON answer's from its error code (RestException), else the
+        HTTP status (MLflow's client raises a plain MlflowException then: retried only for the
+        statuses it retries, which are transient here too)."""
+        if self.json is not None:
+            return _CODE_TO_STATUS.get(self.error_code, 500)
         return self.status
 
     def to_mlflow(self) -> Exception:
@@ -458,7 +475,9 @@ class RestClient:
             raise RequestFailed(url, exc) from exc
         text = response.text
         if response.status_code != 200:
-            raise RestError(response.status_code, f"{API}{endpoint}", text, _json_object(text))
+            # A status MLflow's session retries never reaches its body parsing: transient whatever it says.
+            body = None if response.status_code in _MLFLOW_RETRY_CODES else _json_object(text)
+            raise RestError(response.status_code, f"{API}{endpoint}", text, body)
         if not text.strip():
             return {}
         decoded = _json_object(text)
