@@ -54,6 +54,18 @@ _STATUS_TO_CODE = {
     504: "DEADLINE_EXCEEDED",
 }
 
+# mlflow.exceptions.ERROR_CODE_TO_HTTP_STATUS: RestException.get_http_status_code() of an error code
+_CODE_TO_STATUS = {
+    "INTERNAL_ERROR": 500, "INVALID_STATE": 500, "DATA_LOSS": 500, "NOT_IMPLEMENTED": 501,
+    "TEMPORARILY_UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "REQUEST_LIMIT_EXCEEDED": 429, "CANCELLED": 499,
+    "RESOURCE_EXHAUSTED": 429, "ABORTED": 409, "RESOURCE_CONFLICT": 409, "ALREADY_EXISTS": 409, "NOT_FOUND": 404,
+    "ENDPOINT_NOT_FOUND": 404, "RESOURCE_DOES_NOT_EXIST": 404, "PERMISSION_DENIED": 403, "CUSTOMER_UNAUTHORIZED": 401,
+    "UNAUTHENTICATED": 401, "BAD_REQUEST": 400, "RESOURCE_ALREADY_EXISTS": 400, "INVALID_PARAMETER_VALUE": 400,
+}
+# mlflow.utils.request_utils._TRANSIENT_FAILURE_RESPONSE_CODES: with MLflow's retries off, urllib3
+# raises "Max retries exceeded" for these whatever the body says (a transient error for qrecorder)
+_MLFLOW_RETRY_CODES = (408, 429, 500, 502, 503, 504)
+
 # Variables with which MLflow's client would send other requests than this module.
 _NOT_PLAIN_ENV = (
     "MLFLOW_TRACKING_AUTH",
@@ -95,6 +107,11 @@ class RestError(Exception):
         super().__init__(message)
 
     def get_http_status_code(self) -> int:
+        """As MLflow's exceptions: a JSON answer's from its error code (RestException), else the
+        HTTP status (MLflow's client raises a plain MlflowException then: retried only for the
+        statuses it retries, which are transient here too)."""
+        if self.json is not None:
+            return _CODE_TO_STATUS.get(self.error_code, 500)
         return self.status
 
     def to_mlflow(self) -> Exception:
@@ -117,6 +134,24 @@ class RestError(Exception):
             return MlflowException(self.message, error_code=code)
 
 
+class RequestFailed(Exception):
+    """A request that got no answer for a reason other than a connection error or a timeout (an
+    invalid URL or header, ...): MLflow's ``http_request`` raises these as ``MlflowException``
+    (``InvalidUrlException`` for an invalid URL) with the same message, never retried."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        import requests
+
+        self.invalid_url = isinstance(cause, requests.exceptions.InvalidURL)
+        message = f"Invalid url: {url}" if self.invalid_url else f"API request to {url} failed with exception {cause}"
+        super().__init__(message)
+
+    def to_mlflow(self) -> Exception:
+        from mlflow.exceptions import InvalidUrlException, MlflowException
+
+        return (InvalidUrlException if self.invalid_url else MlflowException)(str(self))
+
+
 def is_server_error(exc: BaseException) -> bool:
     """An error a tracking server answered with: ours, or MLflow's (if MLflow is imported)."""
     if isinstance(exc, RestError):
@@ -127,7 +162,7 @@ def is_server_error(exc: BaseException) -> bool:
 
 def is_mlflow_error(exc: BaseException) -> bool:
     """True for what MLflow's client would raise as ``MlflowException`` (any of its kinds)."""
-    if isinstance(exc, RestError):
+    if isinstance(exc, (RestError, RequestFailed)):
         return True
     module = sys.modules.get("mlflow.exceptions")
     return module is not None and isinstance(exc, module.MlflowException)
@@ -135,7 +170,7 @@ def is_mlflow_error(exc: BaseException) -> bool:
 
 def caller_error(exc: Exception) -> Exception:
     """What the caller sees for a final error: MLflow's exception for a server's answer."""
-    if isinstance(exc, RestError):
+    if isinstance(exc, (RestError, RequestFailed)):
         converted = exc.to_mlflow()
         converted.__cause__ = exc
         return converted
@@ -196,6 +231,26 @@ def _truthy(name: str) -> bool | None:
     return low in ("true", "1")
 
 
+def _mlflow_accepts_http_settings() -> bool:
+    """MLflow's http_request reads and checks these variables on every request (its session the
+    pool sizes) and raises for a value it refuses: its client must be the one to raise then."""
+    factor = _env_int("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2)
+    retries_limit = _env_int("_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT", 10)
+    factor_limit = _env_int("_MLFLOW_HTTP_REQUEST_MAX_BACKOFF_FACTOR_LIMIT", 120)
+    if factor is None or retries_limit is None or factor_limit is None:
+        return False
+    if retries_limit < 0 or factor_limit < 0 or factor > factor_limit:
+        return False
+    if _env_int("MLFLOW_HTTP_POOL_CONNECTIONS", 10) is None or _env_int("MLFLOW_HTTP_POOL_MAXSIZE", 10) is None:
+        return False
+    try:
+        float(os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "1.0"))
+    except ValueError:
+        return False
+    return not (_truthy("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") is None
+                and os.environ.get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") is not None)
+
+
 def plain_config(uri: str) -> bool:
     """True when MLflow's client would send this module's requests unchanged (see module doc)."""
     if os.environ.get("QRECORDER_REST", "1") == "0":
@@ -209,6 +264,10 @@ def plain_config(uri: str) -> bool:
     if _env_int("MLFLOW_HTTP_REQUEST_TIMEOUT", 120) is None or _truthy("MLFLOW_TRACKING_INSECURE_TLS") is None:
         return False
     if _truthy("MLFLOW_ALLOW_HTTP_REDIRECTS") is None and os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS") is not None:
+        return False
+    if _truthy("MLFLOW_TRACKING_INSECURE_TLS") and os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") is not None:
+        return False  # MlflowHostCreds refuses both: MLflow's client raises its error
+    if not _mlflow_accepts_http_settings():
         return False
     if "databricks" in uri.lower():
         return False
@@ -391,25 +450,34 @@ class RestClient:
         import requests
 
         url = f"{self._host}{API}{endpoint}"
-        cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
-        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+        # As MlflowHostCreds: a variable set to "" is a value (verify="" turns verification off)
+        cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
         verify: bool | str = server_cert if server_cert is not None else not _truthy("MLFLOW_TRACKING_INSECURE_TLS")
         timeout = _env_int("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
         redirects = os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS", "true").lower() in ("true", "1")
         kwargs: dict[str, Any] = {"params": body} if method == "GET" else {"json": body}
         if cert is not None:
             kwargs["cert"] = cert
+        headers = _headers()  # outside the try: MLflow reads the credentials before its http_request
+        http = session()
         try:
-            response = session().request(method, url, headers=_headers(), verify=verify, timeout=timeout,
-                                         allow_redirects=redirects, **kwargs)
+            response = http.request(method, url, headers=headers, verify=verify, timeout=timeout,
+                                    allow_redirects=redirects, **kwargs)
         except requests.exceptions.Timeout as exc:
             raise requests.exceptions.Timeout(
                 f"API request to {url} failed with timeout exception {exc}. To increase the timeout, set the "
                 "environment variable MLFLOW_HTTP_REQUEST_TIMEOUT to a larger value."
             ) from exc
+        except requests.exceptions.ConnectionError:
+            raise  # transient: retried (MLflow's message says "Max retries exceeded" as well)
+        except Exception as exc:  # noqa: BLE001 - as MLflow's http_request: an MlflowException for the caller
+            raise RequestFailed(url, exc) from exc
         text = response.text
         if response.status_code != 200:
-            raise RestError(response.status_code, f"{API}{endpoint}", text, _json_object(text))
+            # A status MLflow's session retries never reaches its body parsing: transient whatever it says.
+            body = None if response.status_code in _MLFLOW_RETRY_CODES else _json_object(text)
+            raise RestError(response.status_code, f"{API}{endpoint}", text, body)
         if not text.strip():
             return {}
         decoded = _json_object(text)
