@@ -19,6 +19,9 @@ OUTSIDE = {
     # Stands for MLflow's RestException inside the light REST calls (retried like it, so not a
     # QRecorderError, which is never transient); callers get MLflow's exception (rest.caller_error).
     "qrecorder.mlflow.rest.RestError",
+    # Likewise for a request that could not be sent (invalid URL or header): callers get MLflow's
+    # MlflowException / InvalidUrlException (rest.caller_error).
+    "qrecorder.mlflow.rest.RequestFailed",
 }
 OPTIONAL = ("qrecorder.qlib",)  # needs pyqlib
 

@@ -476,8 +476,8 @@ class RestClient:
         text = response.text
         if response.status_code != 200:
             # A status MLflow's session retries never reaches its body parsing: transient whatever it says.
-            body = None if response.status_code in _MLFLOW_RETRY_CODES else _json_object(text)
-            raise RestError(response.status_code, f"{API}{endpoint}", text, body)
+            answer = None if response.status_code in _MLFLOW_RETRY_CODES else _json_object(text)
+            raise RestError(response.status_code, f"{API}{endpoint}", text, answer)
         if not text.strip():
             return {}
         decoded = _json_object(text)
