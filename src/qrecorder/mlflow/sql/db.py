@@ -174,14 +174,7 @@ class SqliteDatabase(Database):
         """Close every thread's connection of this process. The last close of a WAL database
         moves the WAL into the file and removes ``-wal``/``-shm``: left behind, a copy of the
         store on a read-only medium could not be opened."""
-        with _open_lock:
-            opened, self._opened = self._opened, []
-            self._generation += 1
-        if getattr(self._local, "pid", None) != os.getpid():
-            return  # a forked child does not close its parent's connections
-        for con in opened:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
+        _close_opened(self)
 
 
 class PsycopgDatabase(Database):
@@ -237,14 +230,20 @@ class PsycopgDatabase(Database):
                 cur.close()
 
     def close_all(self) -> None:
-        with _open_lock:
-            opened, self._opened = self._opened, []
-            self._generation += 1
-        if getattr(self._local, "pid", None) != os.getpid():
-            return  # a forked child does not close its parent's connections
-        for con in opened:
-            with contextlib.suppress(Exception):
-                con.close()
+        """Close every thread's connection of this process (at exit)."""
+        _close_opened(self)
+
+
+def _close_opened(db: Any) -> None:
+    """Close the connections ``db`` opened in this process; its threads reconnect after it."""
+    with _open_lock:
+        opened, db._opened = db._opened, []
+        db._generation += 1
+    if getattr(db._local, "pid", None) != os.getpid():
+        return  # a forked child does not close its parent's connections
+    for con in opened:
+        with contextlib.suppress(Exception):
+            con.close()
 
 
 def _rollback_quietly(con: Any) -> None:
