@@ -196,6 +196,11 @@ def test_first_run_rides_out_a_server_restart(pg_admin_uri: str, tmp_path: Path)
 def auth_server(pg_admin_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     from qrecorder import server as S
 
+    try:
+        S.require_auth_capable_mlflow()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"qrec server --auth is refused on this MLflow: {exc}"[:200])
+
     folder = tmp_path_factory.mktemp("rest_auth")
     with fresh_pg_database(pg_admin_uri, "qrec_restauth") as db:
         mp = pytest.MonkeyPatch()
@@ -519,7 +524,9 @@ def test_answers_without_json_raise_as_mlflow_does(scripted: _Scripted) -> None:
         assert ours.error_code == mlflows.error_code  # type: ignore[attr-defined]
         if status != 200:
             assert str(ours) == str(mlflows)
-            assert (ours.sqlstate, ours.error_class) == (mlflows.sqlstate, mlflows.error_class)  # type: ignore[attr-defined]
+            # MLflow < 3.17 has no SQLSTATE or error class on its exceptions (None on both then)
+            assert (getattr(ours, "sqlstate", None), getattr(ours, "error_class", None)) == (
+                getattr(mlflows, "sqlstate", None), getattr(mlflows, "error_class", None))
 
 
 def test_session_is_set_up_as_mlflows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -528,5 +535,7 @@ def test_session_is_set_up_as_mlflows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rest, "_session", None)
     ours = rest.session().get_adapter("http://x")
     theirs = _get_request_session(0, 2, 1.0, frozenset([429]), True, True).get_adapter("http://x")
-    assert ours.poolmanager.connection_pool_kw["socket_options"] == theirs.poolmanager.connection_pool_kw["socket_options"]
+    theirs_options = theirs.poolmanager.connection_pool_kw.get("socket_options")
+    if theirs_options is not None:  # MLflow 3.17 sets TCP keepalive; older releases leave the defaults
+        assert ours.poolmanager.connection_pool_kw["socket_options"] == theirs_options
     assert (ours._pool_connections, ours._pool_maxsize) == (theirs._pool_connections, theirs._pool_maxsize)
