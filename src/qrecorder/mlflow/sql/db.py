@@ -366,13 +366,7 @@ def _open(store: Store) -> Database | None:
             path = store.location.path
             if path is None or not path.is_file():
                 return None
-            db = SqliteDatabase(path, Decision(False, "", "undecided"), store.location.sqlite_timeout_ms)
-            decision = sqlite_decision(db.connection(), path)
-            if not decision.allowed:
-                db.close()
-                return None
-            db.decision = decision
-            return db
+            return _sqlite_database(path, store.location.sqlite_timeout_ms)
         return database_for_sql_store(mlflow_sql_store(store.client))
     except Exception as exc:  # noqa: BLE001 - any surprise means: use MLflow's API
         logger.debug("qrecorder: direct SQL unavailable for %s: %s", store.uri, exc)
@@ -415,6 +409,17 @@ def _psycopg_database(uri: str) -> PsycopgDatabase | None:
     return db
 
 
+def _sqlite_database(path: Path, cap_ms: int | None = None) -> SqliteDatabase | None:
+    """sqlite3 connections to the database file ``path`` if the schema guard allows it."""
+    db = SqliteDatabase(path, Decision(False, "", "undecided"), cap_ms)
+    decision = sqlite_decision(db.connection(), path)
+    if not decision.allowed:
+        db.close()
+        return None
+    db.decision = decision
+    return db
+
+
 def database_for_sql_store(sql_store: Any) -> Database | None:
     """Direct SQL beside an open MLflow ``SqlAlchemyStore`` (PostgreSQL: its own engine's
     connections; SQLite: :mod:`sqlite3` on its file), or None when the guard says no.
@@ -433,13 +438,7 @@ def database_for_sql_store(sql_store: Any) -> Database | None:
         path = Path(name).resolve()
         if not path.is_file():
             return None
-        db = SqliteDatabase(path, Decision(False, "", "undecided"))
-        decision = sqlite_decision(db.connection(), path)
-        if not decision.allowed:
-            db.close()
-            return None
-        db.decision = decision
-        return db
+        return _sqlite_database(path)
     if engine.dialect.name != "postgresql" or engine.dialect.paramstyle not in ("format", "pyformat"):
         return None
     decision = direct_sql_allowed(engine)
