@@ -108,7 +108,7 @@ class ServerConfig:
     extra_args: list[str] = field(default_factory=list)
     # qrecorder's direct-SQL answers to plain log-batch/update-run requests (qrecorder.server_app)
     fast_paths: bool = True
-    # MLflow's job runner (GenAI evaluation jobs, trace rollups: 8 extra processes, ~2 GB):
+    # MLflow's job runner (GenAI evaluation jobs, trace rollups: 8 extra processes):
     # off unless asked for, or MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
     jobs: bool = False
 

@@ -298,31 +298,25 @@ def finish_run(store: Store, run_id: str, status: str, end_ms: int, check_stale:
     is skipped when ``check_stale`` is False (:func:`cannot_be_stale`: a short run saves a
     ``runs/get``).
     """
-    now = f"{time.time():.0f}"
+    returned = [(RETURNED_TAG, f"{time.time():.0f}"), (RETURNED_STATUS_TAG, status)]
     sink = store.sql_sink
     if sink is not None:
-        found = sink.finish_run(run_id, status, end_ms, STALE_TAG, [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
+        found = sink.finish_run(run_id, status, end_ms, STALE_TAG, returned)
         return None if found is None else returned_message(run_id, found, status)
-    rest = store.rest
-    if rest is not None:  # a tracking server's requests without MLflow (see .rest)
-        if check_stale:
-            run = calls.call(rest.get_run, run_id)
-            tags = dict(run.data.tags)
-            if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":
-                calls.call(rest.log_batch, run_id, [], [], [(RETURNED_TAG, now), (RETURNED_STATUS_TAG, status)])
-                return returned_message(run_id, tags, status)
-        calls.call(rest.update_run, run_id, status, end_ms)
-        return None
-    if not check_stale:
-        calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
-        return None
-    from mlflow.entities import RunTag
+    rest = store.rest  # a tracking server's requests without MLflow (see .rest), else MLflow's client
+    if check_stale:
+        run = calls.call(rest.get_run if rest is not None else store.client.get_run, run_id)
+        tags = dict(run.data.tags)
+        if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":
+            if rest is not None:
+                calls.call(rest.log_batch, run_id, [], [], returned)
+            else:
+                from mlflow.entities import RunTag
 
-    run = calls.call(store.client.get_run, run_id)
-    tags = dict(run.data.tags)
-    if run.info.status != "RUNNING" and tags.get(STALE_TAG) == "1":
-        calls.call(store.client.log_batch, run_id,
-                   tags=[RunTag(RETURNED_TAG, now), RunTag(RETURNED_STATUS_TAG, status)])
-        return returned_message(run_id, tags, status)
-    calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
+                calls.call(store.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in returned])
+            return returned_message(run_id, tags, status)
+    if rest is not None:
+        calls.call(rest.update_run, run_id, status, end_ms)
+    else:
+        calls.call(store.client.set_terminated, run_id, status, end_time=end_ms)
     return None

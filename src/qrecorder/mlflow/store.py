@@ -72,10 +72,9 @@ class Store:
         self._rest: RestClient | None = None
         if location.kind == "http":
             bound_mlflow_http_retries()
-        from . import rest
-
-        if location.kind == "http" and rest.plain_config(location.uri):
-            self._rest = rest.RestClient(location.uri)  # MLflow's client when something needs it
+            self._rest = _rest_client(location.uri)  # None: MLflow's client (opened below)
+        if self._rest is not None:
+            pass  # MLflow's client opens on first need
         elif location.kind == "sqlite":
             self._client = _prepare_sqlite(location, self.lock_path)  # a client only if MLflow had to migrate
             if self._client is None and not self._default_experiment_ready():
@@ -237,6 +236,13 @@ def _engine_of(client: Any) -> Any | None:
     from .sql.db import mlflow_engine
 
     return mlflow_engine(client)
+
+
+def _rest_client(uri: str) -> RestClient | None:
+    """The light REST calls for a tracking server whose client configuration is plain."""
+    from . import rest
+
+    return rest.RestClient(uri) if rest.plain_config(uri) else None
 
 
 REMOTE_FLUSH_INTERVAL_S = 1.0

@@ -131,13 +131,16 @@ class SqlBatchSink:
             best = latest.get(key)
             if best is None or (step, timestamp, value) > (best["step"], best["timestamp"], best["value"]):
                 latest[key] = row
-        # Rows in one global order (MLflow sorts the keys it locks too): concurrent batches that
-        # name the same keys in other orders would otherwise take their row locks crosswise and
-        # deadlock on PostgreSQL. Stable sorts: the last of repeated tag keys still wins.
-        metric_rows.sort(key=lambda r: (r["key"], r["timestamp"], r["step"], r["value"], r["is_nan"]))
-        latest_rows = sorted(latest.values(), key=lambda r: r["key"])
-        params = sorted(params, key=lambda kv: kv[0])
-        tags = sorted(tags, key=lambda kv: kv[0])
+        latest_rows = list(latest.values())
+        if self.db.dialect == "postgresql":
+            # Rows in one global order (MLflow sorts the keys it locks too): concurrent batches that
+            # name the same keys in other orders would otherwise take their row locks crosswise and
+            # deadlock. (SQLite has one write lock per database: no sort needed.) Stable sorts:
+            # the last of repeated tag keys still wins.
+            metric_rows.sort(key=lambda r: (r["key"], r["timestamp"], r["step"], r["value"], r["is_nan"]))
+            latest_rows.sort(key=lambda r: r["key"])
+            params = sorted(params, key=lambda kv: kv[0])
+            tags = sorted(tags, key=lambda kv: kv[0])
         try:
             self._write(run_id, metric_rows, latest_rows, params, tags)
         except Exception as exc:
