@@ -165,7 +165,15 @@ class Journal:
         """Mark the first ``count`` records of this file as written to the store."""
         if self._fd is not None and self._pid == os.getpid():
             data = _frame((SETTLED, count))
-            os.write(self._fd, data)
+            try:
+                written = os.write(self._fd, data)
+            except OSError:
+                written = 0  # a full disk: the values are in the store already, only the mark is lost
+            if written != len(data):
+                # Without the mark a replay writes these records again, which the store takes as
+                # duplicates (same metric rows, same params, tags in order): safe, so not an error.
+                self._truncate_tail(self._fd, written)
+                return
             self._bytes += len(data)
 
     def should_rotate(self) -> bool:
